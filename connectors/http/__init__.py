@@ -1,0 +1,1 @@
+"""HTTP ingestion: feedback forms and the events API (FastAPI + uvicorn)."""

@@ -1,0 +1,290 @@
+"""The HTTP ingestion service: feedback forms, ``/v1/events``, health and metrics.
+
+Guarantees: ``202`` (or the thank-you page) only after the broker acknowledged every record;
+bad input gets a 4xx with a JSON body ``{"error", "message", "details"}`` and a counter; the
+service never answers 500 for anything a client sent.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.templating import Jinja2Templates
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from connectors.http.errors import ApiError, error_body, is_json, media_type
+from connectors.http.forms import FormSubmission, parse_form_body
+from pipeline import metrics
+from pipeline.config import HttpSettings
+from pipeline.errors import TransientError
+from pipeline.logging import get_logger
+from pipeline.publisher import Publisher
+from pipeline.schema import FeedbackRecord, customer_ref, utcnow
+
+log = get_logger(__name__)
+templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
+
+FORM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it exceeds ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise ApiError(400, "bad_content_length", "Content-Length is not a number")
+        if int(declared) > limit:
+            raise ApiError(413, "payload_too_large", f"the body exceeds {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "payload_too_large", f"the body exceeds {limit} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    request._body = body  # let Starlette's form parser reuse what was read
+    return body
+
+
+def _validation_details(exc: ValidationError, index: int | None = None) -> list[dict[str, Any]]:
+    out = []
+    for err in exc.errors(include_url=False, include_input=False):
+        item: dict[str, Any] = {"loc": [str(p) for p in err["loc"]], "msg": err["msg"], "type": err["type"]}
+        if index is not None:
+            item["index"] = index
+        out.append(item)
+    return out
+
+
+def create_app(settings: HttpSettings, publisher: Publisher | None = None) -> FastAPI:
+    """The ASGI app; ``publisher`` is created at start-up unless one is given (tests, bench)."""
+    customer_key = settings.customer_key()
+    tokens = [t.get_secret_value().encode() for t in settings.api_tokens]
+    state: dict[str, Publisher] = {}
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        state["publisher"] = publisher or Publisher(settings, client_id="feedback-http")
+        log.info("http service ready", host=settings.http_host, port=settings.http_port)
+        yield
+        if publisher is None:
+            state["publisher"].close()
+
+    app = FastAPI(
+        title="Feedback pipeline ingestion API",
+        version="1",
+        description="Feedback forms and the event API of the customer-feedback pipeline.",
+        lifespan=lifespan,
+    )
+
+    def reject(source: str, exc: ApiError) -> JSONResponse:
+        metrics.REJECTED.labels(source, exc.error).inc()
+        return JSONResponse(error_body(exc.error, exc.message, exc.details), status_code=exc.status,
+                            headers=exc.headers)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return reject("http", exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [{"loc": [str(p) for p in e["loc"]], "msg": e["msg"]} for e in exc.errors()]
+        metrics.REJECTED.labels("http", "invalid_request").inc()
+        return JSONResponse(error_body("invalid_request", "the request is not valid", details), 422)
+
+    async def publish(records: list[FeedbackRecord], source: str) -> None:
+        try:
+            await state["publisher"].publish_async(records, timeout=settings.publish_timeout_seconds)
+        except TransientError as exc:
+            log.warning("publish failed", error=str(exc), records=len(records))
+            raise ApiError(503, "broker_unavailable", "the feedback could not be stored; retry later",
+                           headers={"Retry-After": str(int(exc.retry_after or 2))}) from exc
+        metrics.ACCEPTED.labels(source).inc(len(records))
+
+    # -- health and metrics -------------------------------------------------------------------
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process serves requests."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], responses={503: {"description": "broker not reachable"}})
+    async def readyz() -> JSONResponse:
+        """Readiness: the producer is connected to the broker."""
+        pub = state.get("publisher")
+        if pub is not None and pub.ready():
+            return JSONResponse({"status": "ready"})
+        return JSONResponse(error_body("not_ready", "the broker is not reachable"), status_code=503)
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    async def metrics_endpoint() -> Response:
+        """Prometheus metrics of this process."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    # -- forms ------------------------------------------------------------------------------------
+    def check_form_id(form_id: str) -> None:
+        if not FORM_ID.match(form_id):
+            raise ApiError(404, "unknown_form", "no such form")
+
+    @app.get("/forms/{form_id}", response_class=HTMLResponse, tags=["forms"])
+    async def form_page(request: Request, form_id: str) -> HTMLResponse:
+        """The HTML feedback form (NPS, optional CSAT, comment, optional e-mail)."""
+        check_form_id(form_id)
+        return templates.TemplateResponse(
+            request, "form.html",
+            {"form_id": form_id, "submission_id": str(uuid.uuid4()), "errors": [], "values": {}},
+        )
+
+    @app.post(
+        "/forms/{form_id}", tags=["forms"], status_code=202,
+        openapi_extra={"requestBody": {"content": {
+            "application/x-www-form-urlencoded": {"schema": FormSubmission.model_json_schema()},
+            "multipart/form-data": {"schema": FormSubmission.model_json_schema()},
+            "application/json": {"schema": FormSubmission.model_json_schema()},
+        }, "required": True}},
+        responses={400: {}, 413: {}, 415: {}, 422: {}, 503: {}},
+    )
+    async def submit_form(request: Request, form_id: str) -> Response:
+        """Accept a form submission; a browser gets a thank-you page, an API client JSON."""
+        check_form_id(form_id)
+        metrics.RECEIVED.labels("webform").inc()
+        media = media_type(request)
+        browser = not is_json(media) and "text/html" in request.headers.get("accept", "")
+        try:
+            body = await read_limited(request, settings.max_record_bytes)
+            fields = await parse_form_body(request, media, body)
+            try:
+                submission = FormSubmission.model_validate(fields)
+            except ValidationError as exc:
+                raise ApiError(422, "validation_failed", "the form has invalid fields",
+                               _validation_details(exc)) from exc
+        except ApiError as exc:
+            if browser and exc.status == 422:
+                metrics.REJECTED.labels("webform", exc.error).inc()
+                return templates.TemplateResponse(
+                    request, "form.html",
+                    {"form_id": form_id, "submission_id": str(uuid.uuid4()),
+                     "errors": [f"{'.'.join(d['loc'])}: {d['msg']}" for d in exc.details or []],
+                     "values": {}},
+                    status_code=422,
+                )
+            return reject("webform", exc)
+        if submission.website:  # honeypot: bots fill hidden fields; answer as if accepted
+            metrics.REJECTED.labels("webform", "honeypot").inc()
+            return _form_answer(request, browser, form_id, [])
+        record = FeedbackRecord(
+            source="webform",
+            channel=f"form:{form_id}",
+            source_ref=f"{form_id}:{submission.submission_id or uuid.uuid4()}",
+            customer_ref=customer_ref(submission.email, customer_key) if submission.email else None,
+            text=submission.comment,
+            nps_score=submission.nps_score,
+            csat_score=submission.csat_score,
+            product=submission.product,
+            received_at=utcnow(),
+        )
+        try:
+            await publish([record], "webform")
+        except ApiError as exc:
+            return reject("webform", exc)
+        return _form_answer(request, browser, form_id, [str(record.feedback_id)])
+
+    def _form_answer(request: Request, browser: bool, form_id: str, ids: list[str]) -> Response:
+        if browser:
+            return templates.TemplateResponse(request, "thanks.html", {"form_id": form_id}, status_code=200)
+        return JSONResponse({"accepted": len(ids), "feedback_ids": ids}, status_code=202)
+
+    # -- events API -------------------------------------------------------------------------------
+    @app.post(
+        "/v1/events", tags=["events"], status_code=202,
+        openapi_extra={"requestBody": {"content": {"application/json": {"schema": {
+            "oneOf": [{"$ref": "#/components/schemas/FeedbackRecord"},
+                      {"type": "array", "items": {"$ref": "#/components/schemas/FeedbackRecord"},
+                       "maxItems": settings.max_records_per_request}]}}}, "required": True}},
+        responses={400: {}, 401: {}, 413: {}, 415: {}, 422: {}, 503: {}},
+    )
+    async def events(request: Request) -> JSONResponse:
+        """One feedback record or an array of them, validated against the published schema."""
+        metrics.RECEIVED.labels("event").inc()
+        try:
+            if tokens:
+                auth = request.headers.get("authorization", "")
+                given = auth[7:].strip().encode() if auth.lower().startswith("bearer ") else b""
+                # compare against every token so timing does not reveal which one nearly matched
+                if not any([hmac.compare_digest(given, t) for t in tokens]) or not given:
+                    raise ApiError(401, "unauthorized", "a valid bearer token is required",
+                                   headers={"WWW-Authenticate": "Bearer"})
+            if not is_json(media_type(request)):
+                raise ApiError(415, "unsupported_media_type", "send application/json")
+            body = await read_limited(request, settings.max_body_bytes)
+            try:
+                data = json.loads(body)
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from exc
+            items = data if isinstance(data, list) else [data]
+            if not items:
+                raise ApiError(422, "empty_batch", "the array holds no records")
+            if len(items) > settings.max_records_per_request:
+                raise ApiError(413, "too_many_records",
+                               f"at most {settings.max_records_per_request} records per request")
+            records = [validate_event(i, item, settings.max_record_bytes) for i, item in enumerate(items)]
+            await publish(records, "event")
+        except ApiError as exc:
+            return reject("event", exc)
+        return JSONResponse({"accepted": len(records), "feedback_ids": [str(r.feedback_id) for r in records]},
+                            status_code=202)
+
+    app.openapi_schema = None
+    _add_record_schema(app)
+    return app
+
+
+def validate_event(index: int, item: Any, max_bytes: int) -> FeedbackRecord:
+    if not isinstance(item, dict):
+        raise ApiError(422, "validation_failed", "each record must be a JSON object",
+                       [{"index": index, "loc": [], "msg": "not an object"}])
+    if len(json.dumps(item, ensure_ascii=False).encode()) > max_bytes:
+        raise ApiError(413, "record_too_large", f"record {index} exceeds {max_bytes} bytes")
+    item = {**item, "received_at": utcnow()}
+    try:
+        return FeedbackRecord.model_validate(item)
+    except ValidationError as exc:
+        raise ApiError(422, "validation_failed", "a record does not follow the schema",
+                       _validation_details(exc, index)) from exc
+
+
+def _add_record_schema(app: FastAPI) -> None:
+    """Publish FeedbackRecord under components/schemas so /v1/events can reference it."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = original()
+        record = FeedbackRecord.model_json_schema(ref_template="#/components/schemas/{model}")
+        defs = record.pop("$defs", {})
+        comps = schema.setdefault("components", {}).setdefault("schemas", {})
+        comps.update(defs)
+        comps["FeedbackRecord"] = record
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,151 @@
+"""The ``feedback`` command line (Typer)."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+from rich.console import Console
+
+from pipeline import logging as plog
+from pipeline.config import CommonSettings, HttpSettings, ProcessorSettings, SinkSettings, UpSettings, load
+from pipeline.errors import ConfigError, TransientError
+
+app = typer.Typer(help="Customer-feedback pipeline: hear every customer.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+sink_app = typer.Typer(help="Run a sink.", no_args_is_help=True)
+app.add_typer(sink_app, name="sink")
+console = Console(stderr=True)
+
+
+def _logging(settings: CommonSettings, component: str) -> None:
+    plog.configure(settings.log_level, settings.log_format, component)
+
+
+@app.command()
+def up(no_broker: Annotated[bool, typer.Option("--no-broker", help="Use FEEDBACK_KAFKA_BOOTSTRAP; start no broker.")] = False) -> None:
+    """Run the whole pipeline (broker, HTTP service, processor, warehouse sink) until Ctrl-C."""
+    from pipeline.supervisor import Supervisor
+
+    settings = load(UpSettings)
+    if no_broker and settings.uses_embedded_broker:
+        raise ConfigError("--no-broker needs FEEDBACK_KAFKA_BOOTSTRAP")
+    _logging(settings, "supervisor")
+    sup = Supervisor(settings, with_broker=settings.uses_embedded_broker and not no_broker)
+    base = f"http://{settings.http_host}:{settings.http_port}"
+    console.print(f"[bold]Feedback pipeline[/bold]  (Ctrl-C to stop)\n"
+                  f"  feedback form  {base}/forms/default\n"
+                  f"  events API     {base}/v1/events   (docs: {base}/docs)\n"
+                  f"  metrics        {base}/metrics  http://127.0.0.1:{settings.processor_metrics_port}/metrics"
+                  f"  http://127.0.0.1:{settings.sink_metrics_port}/metrics\n"
+                  f"  broker         {settings.bootstrap}{' (embedded, in memory)' if sup.with_broker else ''}\n"
+                  f"  warehouse      {settings.database_url}")
+    raise typer.Exit(sup.run())
+
+
+@app.command()
+def broker(port: Annotated[int | None, typer.Option(help="Port (default FEEDBACK_EMBEDDED_BROKER_PORT).")] = None) -> None:
+    """Run the embedded Kafka-protocol broker (Tansu, memory storage) in the foreground."""
+    import os
+
+    from pipeline import broker as b
+
+    settings = load(CommonSettings)
+    port = port or settings.embedded_broker_port
+    argv = b.broker_command(port)
+    console.print(f"broker listening on 127.0.0.1:{port} (memory only: a restart loses every topic)")
+    os.execv(argv[0], argv)
+
+
+@app.command("serve-http")
+def serve_http() -> None:
+    """Run the HTTP ingestion service (forms, /v1/events, /metrics)."""
+    from connectors.http.server import run
+
+    settings = load(HttpSettings)
+    _logging(settings, "http")
+    run(settings)
+
+
+@app.command()
+def process() -> None:
+    """Run the faust stream processor (feedback.raw -> feedback.enriched)."""
+    from processors.app import run_worker
+
+    settings = load(ProcessorSettings)
+    _logging(settings, "processor")
+    run_worker(settings)
+
+
+@sink_app.command("warehouse")
+def sink_warehouse() -> None:
+    """Run the warehouse sink (feedback.enriched -> SQL)."""
+    from sinks.warehouse.consumer import run
+
+    settings = load(SinkSettings)
+    _logging(settings, "sink")
+    run(settings)
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the warehouse schema to the latest revision."""
+    from sinks.warehouse.db import current_revision, make_engine
+    from sinks.warehouse.db import migrate as do_migrate
+
+    settings = load(SinkSettings)
+    engine = make_engine(settings.database_url)
+    do_migrate(engine)
+    console.print(f"warehouse at revision {current_revision(engine)}")
+
+
+@app.command()
+def schema(out: Annotated[Path, typer.Option(help="Directory for the JSON Schema files.")] = Path("schemas")) -> None:
+    """Write the JSON Schema files that outside producers validate against."""
+    from pipeline.schema import write_json_schemas
+
+    for path in write_json_schemas(out):
+        typer.echo(path)
+
+
+@app.command()
+def send(
+    text: Annotated[str, typer.Argument(help="The feedback text.")],
+    nps: Annotated[int | None, typer.Option(min=0, max=10, help="NPS score 0-10.")] = None,
+    csat: Annotated[int | None, typer.Option(min=1, max=5, help="CSAT score 1-5.")] = None,
+    source: Annotated[str, typer.Option(help="email|webform|ticket|event")] = "event",
+    product: Annotated[str | None, typer.Option()] = None,
+    ref: Annotated[str | None, typer.Option(help="source_ref (default: a new unique id).")] = None,
+    url: Annotated[str | None, typer.Option(help="Service URL (default from FEEDBACK_HTTP_HOST/PORT).")] = None,
+    token: Annotated[str | None, typer.Option(envvar="FEEDBACK_API_TOKEN", help="Bearer token.")] = None,
+) -> None:
+    """Post one feedback record through the HTTP API and print its feedback id."""
+    settings = load(HttpSettings)
+    base = url or f"http://{settings.http_host}:{settings.http_port}"
+    record = {"source_ref": ref or f"cli-{uuid.uuid4()}", "text": text, "source": source,
+              "nps_score": nps, "csat_score": csat, "product": product}
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        resp = httpx.post(f"{base}/v1/events", json={k: v for k, v in record.items() if v is not None},
+                          headers=headers, timeout=30)
+    except httpx.HTTPError as exc:
+        raise TransientError(f"cannot reach {base}: {exc}") from exc
+    if resp.status_code != 202:
+        console.print(f"[red]{resp.status_code}[/red] {resp.text}")
+        raise typer.Exit(1)
+    typer.echo(resp.json()["feedback_ids"][0])
+
+
+def main() -> None:
+    try:
+        app()
+    except ConfigError as exc:
+        console.print(f"[red]configuration error:[/red] {exc}")
+        sys.exit(2)
+    except TransientError as exc:
+        console.print(f"[red]unavailable:[/red] {exc}")
+        sys.exit(3)

@@ -1,0 +1,257 @@
+"""The record contract: the single source of truth for every topic, table and published JSON Schema.
+
+Connectors produce :class:`FeedbackRecord`; processors produce :class:`EnrichedFeedback`; anything
+that cannot be used becomes a :class:`DeadLetter`; the detector emits :class:`Alert`. Nothing else in
+the project redefines these fields.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+SCHEMA_VERSION = 1
+
+#: Namespace of every ``feedback_id`` (UUIDv5 of ``source:source_ref``). Never change it: ids are
+#: the Kafka key and the warehouse primary key, so a new namespace would duplicate every item.
+FEEDBACK_NAMESPACE = uuid.UUID("6f1c0c2e-5b7a-5d0e-9a57-3c1f9b0e7d42")
+
+Source = Literal["email", "webform", "ticket", "event"]
+SentimentLabel = Literal["negative", "neutral", "positive"]
+NpsClass = Literal["detractor", "passive", "promoter"]
+
+MAX_TEXT_CHARS = 64 * 1024
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _as_utc(value: datetime) -> datetime:
+    """Naive datetimes are taken as UTC (many exporters omit the offset); all are stored in UTC."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+ShortStr = Annotated[str, Field(max_length=500)]
+
+
+def derive_feedback_id(source: str, source_ref: str) -> uuid.UUID:
+    """The deterministic identity of one feedback item: UUIDv5 of ``source:source_ref``."""
+    return uuid.uuid5(FEEDBACK_NAMESPACE, f"{source}:{source_ref}")
+
+
+def customer_ref(address: str, key: bytes) -> str:
+    """Keyed hash (HMAC-SHA256) of a customer's address: joinable across sources, not reversible."""
+    normalized = address.strip().lower().encode()
+    return "c_" + hmac.new(key, normalized, hashlib.sha256).hexdigest()[:32]
+
+
+def nps_class(score: int | None) -> NpsClass | None:
+    """Standard NPS buckets: 0-6 detractor, 7-8 passive, 9-10 promoter."""
+    if score is None:
+        return None
+    if score <= 6:
+        return "detractor"
+    return "passive" if score <= 8 else "promoter"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=False)
+
+
+class FeedbackRecord(_Model):
+    """One piece of customer feedback, as a connector hands it to the pipeline.
+
+    Guarantees: ``feedback_id`` is always ``derive_feedback_id(source, source_ref)`` (a supplied id
+    that disagrees is rejected), times are timezone-aware UTC, ratings are within their scales and
+    ``text`` is non-empty and at most 64 KiB characters.
+    """
+
+    schema_version: Literal[1] = Field(default=SCHEMA_VERSION, description="Contract version.")
+    feedback_id: uuid.UUID | None = Field(
+        default=None, description="UUIDv5 of 'source:source_ref'; derived when omitted."
+    )
+    source: Source = Field(default="event", description="Kind of connector that produced the item.")
+    channel: ShortStr | None = Field(default=None, description="Mailbox, form id, ticket system, ...")
+    source_ref: str = Field(
+        min_length=1, max_length=500, description="Stable id in the source system (Message-ID, ...)."
+    )
+    thread_ref: ShortStr | None = Field(default=None, description="Conversation / ticket it belongs to.")
+    customer_ref: ShortStr | None = Field(
+        default=None, description="Keyed hash of the customer's address, never the address itself."
+    )
+    subject: Annotated[str, Field(max_length=1000)] | None = None
+    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS, description="The customer's words.")
+    language: Annotated[str, Field(pattern=r"^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})*$")] | None = None
+    nps_score: Annotated[int, Field(ge=0, le=10)] | None = Field(default=None, description="NPS 0-10.")
+    csat_score: Annotated[int, Field(ge=1, le=5)] | None = Field(default=None, description="CSAT 1-5.")
+    stars: Annotated[int, Field(ge=1, le=5)] | None = Field(default=None, description="Star rating 1-5.")
+    product: ShortStr | None = None
+    tags: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
+        default_factory=list, max_length=50
+    )
+    attributes: dict[str, str | int | float | bool | None] = Field(
+        default_factory=dict, description="Source-specific attributes (ticket status, priority, ...)."
+    )
+    event_time: UtcDatetime = Field(
+        default_factory=utcnow, description="When the customer gave the feedback."
+    )
+    received_at: UtcDatetime = Field(
+        default_factory=utcnow, description="When the pipeline received it."
+    )
+
+    @field_validator("attributes")
+    @classmethod
+    def _small_attributes(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if len(value) > 50:
+            raise ValueError("at most 50 attributes")
+        for key, item in value.items():
+            if len(key) > 100 or (isinstance(item, str) and len(item) > 1000):
+                raise ValueError(f"attribute {key[:40]!r} is too long")
+        return value
+
+    @model_validator(mode="after")
+    def _identity(self) -> FeedbackRecord:
+        derived = derive_feedback_id(self.source, self.source_ref)
+        if self.feedback_id is None:
+            self.feedback_id = derived
+        elif self.feedback_id != derived:
+            raise ValueError("feedback_id must be the UUIDv5 of 'source:source_ref' (omit it to derive it)")
+        return self
+
+    @property
+    def key(self) -> bytes:
+        """The Kafka key: the feedback id."""
+        return str(self.feedback_id).encode()
+
+
+class Sentiment(_Model):
+    """Sentiment of one text: polarity in [-1, 1], subjectivity in [0, 1], and a three-way label."""
+
+    polarity: float = Field(ge=-1.0, le=1.0)
+    subjectivity: float = Field(ge=0.0, le=1.0)
+    label: SentimentLabel
+    analyzer: str = "textblob"
+
+
+class CategoryTag(_Model):
+    """One category the item belongs to, with the matcher's confidence in [0, 1]."""
+
+    name: str = Field(min_length=1, max_length=100)
+    confidence: float = Field(ge=0.0, le=1.0)
+
+
+class EnrichedFeedback(FeedbackRecord):
+    """A feedback record after the processors: sentiment, categories (never empty) and NPS class."""
+
+    sentiment: Sentiment
+    categories: list[CategoryTag] = Field(min_length=1)
+    nps_class: NpsClass | None = None
+    processed_at: UtcDatetime = Field(default_factory=utcnow)
+
+
+class DeadLetter(_Model):
+    """Input that could not be used, kept with the stage, the reason and the original payload.
+
+    Guarantees: ``payload`` holds the original bytes exactly (UTF-8 text, or base64 when they are
+    not valid UTF-8, as ``payload_encoding`` says), so a fixed record can be replayed.
+    """
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    dead_letter_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    stage: ShortStr = Field(description="http, processor, sink, email, ...")
+    reason: ShortStr = Field(description="Short machine-readable reason code.")
+    detail: Annotated[str, Field(max_length=4000)] = ""
+    source: ShortStr | None = None
+    feedback_id: uuid.UUID | None = None
+    topic: ShortStr | None = None
+    partition: int | None = None
+    offset: int | None = None
+    payload: str = ""
+    payload_encoding: Literal["utf-8", "base64"] = "utf-8"
+    occurred_at: UtcDatetime = Field(default_factory=utcnow)
+
+    @classmethod
+    def for_payload(cls, payload: bytes | str | None, **fields: Any) -> DeadLetter:
+        """Build a dead letter that carries ``payload`` losslessly."""
+        if payload is None:
+            return cls(**fields)
+        if isinstance(payload, str):
+            return cls(payload=payload, payload_encoding="utf-8", **fields)
+        try:
+            return cls(payload=payload.decode("utf-8"), payload_encoding="utf-8", **fields)
+        except UnicodeDecodeError:
+            return cls(payload=base64.b64encode(payload).decode(), payload_encoding="base64", **fields)
+
+    def key_bytes(self) -> bytes | None:
+        """The Kafka key: the feedback id when it is known."""
+        return str(self.feedback_id).encode() if self.feedback_id else None
+
+    def original_bytes(self) -> bytes:
+        if self.payload_encoding == "base64":
+            return base64.b64decode(self.payload)
+        return self.payload.encode("utf-8")
+
+
+class Alert(_Model):
+    """A degrading-signal alert and its lifecycle state, keyed by ``alert_id``."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    alert_id: uuid.UUID
+    signal: ShortStr
+    scope_type: Literal["overall", "source", "category", "product", "channel"]
+    scope_value: ShortStr
+    status: Literal["open", "acknowledged", "resolved"]
+    severity: Literal["info", "warning", "critical"]
+    window_start: UtcDatetime
+    window_end: UtcDatetime
+    observed: float
+    expected: float
+    opened_at: UtcDatetime
+    resolved_at: UtcDatetime | None = None
+    summary: Annotated[str, Field(max_length=2000)]
+
+
+#: The published JSON Schema files, by file name.
+PUBLISHED_MODELS: dict[str, type[BaseModel]] = {
+    "feedback-record.schema.json": FeedbackRecord,
+    "enriched-feedback.schema.json": EnrichedFeedback,
+    "dead-letter.schema.json": DeadLetter,
+    "alert.schema.json": Alert,
+}
+
+
+def json_schema(model: type[BaseModel]) -> dict[str, Any]:
+    schema = model.model_json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema.setdefault("description", (model.__doc__ or "").strip())
+    return schema
+
+
+def write_json_schemas(out_dir: Path) -> list[Path]:
+    """Write the JSON Schema files outside producers validate against; returns the paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, model in PUBLISHED_MODELS.items():
+        path = out_dir / name
+        path.write_text(json.dumps(json_schema(model), indent=2, sort_keys=True) + "\n")
+        written.append(path)
+    return written

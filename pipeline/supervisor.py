@@ -1,0 +1,151 @@
+"""``feedback up``: runs the whole pipeline on one machine as supervised child processes.
+
+Guarantees: a child that dies is restarted with exponential backoff; on SIGINT/SIGTERM every child
+is stopped (SIGTERM, then SIGKILL after a grace period) before the supervisor exits; children are
+in their own sessions and get SIGTERM from the kernel if the supervisor itself is killed, so no
+process is left orphaned.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline import broker
+from pipeline.config import UpSettings
+from pipeline.errors import ConfigError
+from pipeline.logging import get_logger
+from pipeline.topics import ensure_topics
+
+log = get_logger(__name__)
+
+PR_SET_PDEATHSIG = 1
+GRACE_SECONDS = 15.0
+HEALTHY_AFTER = 60.0
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:  # not Linux: rely on the supervisor's own shutdown
+        pass
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    log_file: Path | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    next_start: float = 0.0
+    backoff: float = field(default=1.0)
+
+    def start(self, env: dict[str, str]) -> None:
+        out = open(self.log_file, "ab") if self.log_file else None  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            self.argv, env=env, start_new_session=True, preexec_fn=_die_with_parent,
+            stdout=out, stderr=subprocess.STDOUT if out else None,
+        )
+        self.started_at = time.monotonic()
+        log.info("started", child=self.name, pid=self.proc.pid)
+
+
+class Supervisor:
+    """Starts, watches, restarts and finally stops the pipeline's processes."""
+
+    def __init__(self, settings: UpSettings, with_broker: bool) -> None:
+        self.settings = settings
+        self.with_broker = with_broker
+        self.env = dict(os.environ)
+        self.env["FEEDBACK_KAFKA_BOOTSTRAP"] = settings.bootstrap
+        self.env["FEEDBACK_DATA_DIR"] = str(settings.data_dir.resolve())
+        self.env.setdefault("FEEDBACK_WAREHOUSE_URL", settings.database_url)
+        self.env.setdefault("FEEDBACK_LOG_FORMAT", "json" if settings.log_format == "json" else "console")
+        me = [sys.executable, "-m", "pipeline"]
+        self.children: list[Child] = []
+        if with_broker:
+            self.children.append(Child("broker", broker.broker_command(settings.embedded_broker_port),
+                                       log_file=settings.data_dir / "broker.log"))
+        self.children += [
+            Child("sink", [*me, "sink", "warehouse"]),
+            Child("processor", [*me, "process"]),
+            Child("http", [*me, "serve-http"]),
+        ]
+        self._stopping = False
+
+    def _signal(self, signum: int, _frame: object) -> None:
+        log.info("stopping", signal=signal.Signals(signum).name)
+        self._stopping = True
+
+    def run(self) -> int:
+        signal.signal(signal.SIGINT, self._signal)
+        signal.signal(signal.SIGTERM, self._signal)
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        port = self.settings.embedded_broker_port
+        if self.with_broker and broker.port_open("127.0.0.1", port):
+            raise ConfigError(f"port {port} is in use: is another pipeline running? "
+                              "Set FEEDBACK_EMBEDDED_BROKER_PORT, or FEEDBACK_KAFKA_BOOTSTRAP with --no-broker")
+        try:
+            for child in self.children:
+                self._start(child)
+                if self._stopping:
+                    break
+            while not self._stopping:
+                self._watch()
+                time.sleep(0.2)
+        finally:
+            self.stop_all()
+        return 0
+
+    def _start(self, child: Child) -> None:
+        child.start(self.env)
+        if child.name == "broker":
+            assert child.proc is not None
+            broker.wait_ready("127.0.0.1", self.settings.embedded_broker_port, proc=child.proc)
+            ensure_topics(self.settings)
+
+    def _watch(self) -> None:
+        now = time.monotonic()
+        for child in self.children:
+            if child.proc is None:
+                if now >= child.next_start:
+                    try:
+                        self._start(child)
+                    except Exception as exc:  # broker failed to come up: try again later
+                        log.error("start failed", child=child.name, error=str(exc))
+                        child.proc = None
+                        child.next_start = now + child.backoff
+                continue
+            code = child.proc.poll()
+            if code is None:
+                if now - child.started_at > HEALTHY_AFTER:
+                    child.backoff = 1.0
+                continue
+            child.restarts += 1
+            child.proc = None
+            child.next_start = now + child.backoff
+            log.warning("child exited; restarting", child=child.name, code=code,
+                        restart_in=child.backoff, restarts=child.restarts)
+            child.backoff = min(child.backoff * 2, 30.0)
+
+    def stop_all(self) -> None:
+        """Stop in reverse start order: HTTP first, the broker last; SIGKILL after the grace period."""
+        for child in reversed(self.children):
+            if child.proc is None or child.proc.poll() is not None:
+                continue
+            child.proc.terminate()
+            try:
+                child.proc.wait(timeout=GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                log.warning("child did not stop in time; killing", child=child.name)
+                child.proc.kill()
+                child.proc.wait()
+            log.info("stopped", child=child.name, code=child.proc.returncode)

@@ -1,0 +1,80 @@
+"""Topic names and idempotent provisioning."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from pipeline.config import CommonSettings
+from pipeline.errors import TransientError
+from pipeline.logging import get_logger
+
+log = get_logger(__name__)
+
+RAW = "feedback.raw"
+ENRICHED = "feedback.enriched"
+ALERTS = "feedback.alerts"
+DLQ = "feedback.dlq"
+ALL = (RAW, ENRICHED, ALERTS, DLQ)
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The topic names in force (a prefix lets several pipelines share one cluster)."""
+
+    raw: str
+    enriched: str
+    alerts: str
+    dlq: str
+
+    @classmethod
+    def from_settings(cls, settings: CommonSettings) -> Topics:
+        p = settings.topic_prefix
+        return cls(raw=p + RAW, enriched=p + ENRICHED, alerts=p + ALERTS, dlq=p + DLQ)
+
+    def all(self) -> tuple[str, ...]:
+        return (self.raw, self.enriched, self.alerts, self.dlq)
+
+
+def ensure_topics(settings: CommonSettings, timeout: float = 30.0) -> Topics:
+    """Create the pipeline's topics if missing; safe to call from every process at every start."""
+    topics = Topics.from_settings(settings)
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            admin = KafkaAdminClient(
+                bootstrap_servers=settings.bootstrap,
+                client_id="feedback-admin",
+                request_timeout_ms=10_000,
+                **settings.kafka_client_options(),
+            )
+        except KafkaError as exc:  # broker not reachable yet
+            last = exc
+            time.sleep(0.5)
+            continue
+        try:
+            existing = set(admin.list_topics())
+            missing = [t for t in topics.all() if t not in existing]
+            if missing:
+                new = [
+                    NewTopic(t, num_partitions=settings.topic_partitions,
+                             replication_factor=settings.topic_replication)
+                    for t in missing
+                ]
+                try:
+                    admin.create_topics(new)
+                except TopicAlreadyExistsError:
+                    pass  # another process won the race
+                log.info("topics created", topics=missing, partitions=settings.topic_partitions)
+            return topics
+        except KafkaError as exc:
+            last = exc
+            time.sleep(0.5)
+        finally:
+            admin.close()
+    raise TransientError(f"could not provision topics on {settings.bootstrap}: {last}", retry_after=5)

@@ -1,0 +1,1 @@
+"""Stream processors: the faust app and the pure enrichment functions it calls."""

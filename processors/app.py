@@ -1,0 +1,140 @@
+"""The faust app: agent ``feedback.raw -> feedback.enriched`` (bad records -> ``feedback.dlq``).
+
+Guarantees: a batch's offsets are acknowledged only after every enriched record and dead letter
+of that batch was acknowledged by the broker (at-least-once); no exception for one record escapes
+the agent (faust would ack and drop the message).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import faust
+
+from pipeline import metrics
+from pipeline.config import ProcessorSettings
+from pipeline.errors import RecordError
+from pipeline.logging import get_logger
+from pipeline.schema import DeadLetter
+from pipeline.topics import Topics
+from processors.enrich import Enricher, RecentSet, content_hash, parse_raw
+from processors.taxonomy import Taxonomy
+
+log = get_logger(__name__)
+
+APP_ID = "feedback-processor"
+
+
+def _faust_credentials(settings: ProcessorSettings) -> Any:
+    proto = settings.kafka_security_protocol
+    if proto == "PLAINTEXT":
+        return None
+    ssl_context = None
+    if proto.endswith("SSL"):
+        ssl_context = faust.SSLCredentials(cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None)
+    if proto.startswith("SASL"):
+        password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else ""
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=password,
+            mechanism=settings.kafka_sasl_mechanism or "PLAIN",
+            ssl_context=ssl_context.context if ssl_context else None,
+        )
+    return ssl_context
+
+
+def create_app(settings: ProcessorSettings) -> faust.App:
+    """Build the faust app and register its agent."""
+    topics = Topics.from_settings(settings)
+    enricher = Enricher(Taxonomy.load(settings.taxonomy_file), settings.neutral_band)
+    recent = RecentSet(settings.dedupe_window)
+    app = faust.App(
+        settings.topic_prefix + APP_ID,
+        broker=[f"kafka://{h.strip()}" for h in settings.bootstrap.split(",")],
+        broker_credentials=_faust_credentials(settings),
+        broker_session_timeout=6,
+        broker_heartbeat_interval=1,
+        producer_acks=-1,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication,
+        value_serializer="raw",
+        key_serializer="raw",
+        web_enabled=False,
+        store="memory://",
+        datadir=str(settings.data_dir / "faust"),
+    )
+    raw = app.topic(topics.raw, key_type=bytes, value_type=bytes, value_serializer="raw",
+                    key_serializer="raw", partitions=settings.topic_partitions)
+    enriched = app.topic(topics.enriched, value_serializer="raw", key_serializer="raw",
+                         partitions=settings.topic_partitions)
+    dlq = app.topic(topics.dlq, value_serializer="raw", key_serializer="raw",
+                    partitions=settings.topic_partitions)
+
+    @app.agent(raw)
+    async def enrich(stream: Any) -> None:
+        async for batch in stream.take_events(settings.processor_batch, within=0.05):
+            started = time.perf_counter()
+            futures = []
+            for event in batch:
+                out = process_one(event.value, event.message, enricher, recent, topics)
+                if out is None:
+                    continue
+                topic = enriched if out[0] == "enriched" else dlq
+                futures.append(await topic.send(key=out[1], value=out[2]))
+            # At-least-once: the batch's offsets are acked when the next batch is taken, so we
+            # wait for the broker's acks of everything this batch produced first.
+            if futures:
+                await asyncio.gather(*futures)
+            metrics.BATCH_SECONDS.labels("processor").observe(time.perf_counter() - started)
+            metrics.BATCH_SIZE.labels("processor").observe(len(batch))
+
+    return app
+
+
+def process_one(
+    value: bytes | None, message: Any, enricher: Enricher, recent: RecentSet, topics: Topics
+) -> tuple[str, bytes | None, bytes] | None:
+    """One raw message -> ('enriched'|'dlq', key, value), or None for an exact re-delivery."""
+    record = None
+    try:
+        if value is None:
+            raise RecordError("empty_message", "the message has no value")
+        record = parse_raw(value)
+        if recent.seen(content_hash(record)):
+            metrics.DUPLICATES.inc()
+            return None
+        result = enricher.enrich(record)
+        metrics.PROCESSED.labels(record.source).inc()
+        return "enriched", result.key, result.model_dump_json().encode()
+    except Exception as exc:  # one bad record never stops the stream
+        reason = exc.reason if isinstance(exc, RecordError) else "processing_error"
+        detail = exc.detail if isinstance(exc, RecordError) else repr(exc)[:2000]
+        if not isinstance(exc, RecordError):
+            log.exception("enrichment failed", feedback_id=str(record.feedback_id) if record else None)
+        letter = DeadLetter.for_payload(
+            value,
+            stage="processor",
+            reason=reason,
+            detail=detail,
+            source=record.source if record else None,
+            feedback_id=record.feedback_id if record else None,
+            topic=getattr(message, "topic", topics.raw),
+            partition=getattr(message, "partition", None),
+            offset=getattr(message, "offset", None),
+        )
+        metrics.DEAD_LETTERED.labels("processor", reason).inc()
+        return "dlq", letter.key_bytes(), letter.model_dump_json().encode()
+
+
+def run_worker(settings: ProcessorSettings) -> None:
+    """Run the faust worker in this process until SIGINT/SIGTERM."""
+    from pipeline.topics import ensure_topics
+
+    ensure_topics(settings)
+    metrics.serve(settings.processor_metrics_port)
+    app = create_app(settings)
+    level = "debug" if settings.log_level == "DEBUG" else "warning"
+    worker = faust.Worker(app, loglevel=level, quiet=True)
+    worker.execute_from_commandline()

@@ -1,0 +1,1 @@
+"""Sinks: the SQL warehouse and the alert channels."""

@@ -1,0 +1,1 @@
+"""The SQL warehouse: SQLAlchemy models, Alembic migrations, the batched idempotent writer and its consumer."""

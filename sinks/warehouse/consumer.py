@@ -1,0 +1,160 @@
+"""The warehouse sink: consumes ``feedback.enriched`` and writes batches, committing offsets after the DB.
+
+Guarantees: an offset is committed only after the transaction holding its record committed
+(at-least-once); the upsert makes redelivery harmless (nothing counted twice); a record that cannot
+be decoded goes to ``feedback.dlq`` with its reason; a database outage is retried with backoff
+without losing the batch.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
+from kafka.errors import CommitFailedError, KafkaError
+from pydantic import ValidationError
+
+from pipeline import metrics
+from pipeline.config import SinkSettings
+from pipeline.errors import TransientError
+from pipeline.logging import get_logger
+from pipeline.publisher import Publisher
+from pipeline.schema import DeadLetter, EnrichedFeedback
+from pipeline.topics import Topics, ensure_topics
+from sinks.warehouse.db import make_engine, migrate
+from sinks.warehouse.writer import WarehouseWriter
+
+log = get_logger(__name__)
+
+GROUP_ID = "feedback-warehouse-sink"
+
+
+class WarehouseSink:
+    """Consumer loop of the warehouse sink; :meth:`stop` ends it after the current batch."""
+
+    def __init__(self, settings: SinkSettings) -> None:
+        self.settings = settings
+        self.topics = Topics.from_settings(settings)
+        self.engine = make_engine(settings.database_url)
+        self.writer = WarehouseWriter(self.engine)
+        self._stop = threading.Event()
+        self._consumer: KafkaConsumer | None = None
+        self._publisher: Publisher | None = None
+
+    def stop(self, *_: Any) -> None:
+        self._stop.set()
+
+    def _connect(self) -> KafkaConsumer:
+        return KafkaConsumer(
+            self.topics.enriched,
+            bootstrap_servers=self.settings.bootstrap,
+            group_id=self.settings.topic_prefix + GROUP_ID,
+            client_id="feedback-warehouse-sink",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=self.settings.sink_batch_size,
+            session_timeout_ms=6000,
+            heartbeat_interval_ms=1000,
+            max_poll_interval_ms=300_000,
+            **self.settings.kafka_client_options(),
+        )
+
+    def run(self) -> None:
+        migrate(self.engine)
+        ensure_topics(self.settings)
+        self._publisher = Publisher(self.settings, client_id="feedback-warehouse-sink-dlq")
+        self._consumer = self._connect()
+        log.info("warehouse sink started", url=self.engine.url.render_as_string(hide_password=True),
+                 topic=self.topics.enriched)
+        try:
+            while not self._stop.is_set():
+                batch = self._collect()
+                if batch:
+                    self._handle(batch)
+        finally:
+            self._consumer.close(autocommit=False)
+            self._publisher.close()
+            self.engine.dispose()
+
+    def _collect(self) -> list[Any]:
+        """Poll until the batch is full or the time bound passed."""
+        assert self._consumer is not None
+        batch: list[Any] = []
+        deadline = time.monotonic() + self.settings.sink_batch_ms / 1000
+        while len(batch) < self.settings.sink_batch_size and not self._stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 and batch:
+                break
+            polled = self._consumer.poll(
+                timeout_ms=max(1, int(remaining * 1000)) if batch else 500,
+                max_records=self.settings.sink_batch_size - len(batch),
+            )
+            for records in polled.values():
+                batch.extend(records)
+            if not batch and remaining <= 0:
+                deadline = time.monotonic() + self.settings.sink_batch_ms / 1000
+        return batch
+
+    def _handle(self, batch: list[Any]) -> None:
+        assert self._consumer is not None and self._publisher is not None
+        started = time.perf_counter()
+        items: list[EnrichedFeedback] = []
+        letters: list[DeadLetter] = []
+        for msg in batch:
+            try:
+                items.append(EnrichedFeedback.model_validate_json(msg.value))
+            except (ValidationError, ValueError, TypeError) as exc:
+                letters.append(DeadLetter.for_payload(
+                    msg.value, stage="sink", reason="invalid_enriched_record", detail=str(exc)[:2000],
+                    topic=msg.topic, partition=msg.partition, offset=msg.offset,
+                ))
+        if letters:
+            self._publisher.dead_letter(letters)
+        self._write_with_retry(items)
+        now = datetime.now(UTC)
+        for item in items:
+            metrics.END_TO_END.observe(max(0.0, (now - item.received_at).total_seconds()))
+            metrics.EVENT_TO_WRITE.observe(max(0.0, (now - item.event_time).total_seconds()))
+        self._commit(batch)
+        metrics.BATCH_SECONDS.labels("sink").observe(time.perf_counter() - started)
+        metrics.BATCH_SIZE.labels("sink").observe(len(batch))
+
+    def _write_with_retry(self, items: list[EnrichedFeedback]) -> None:
+        delay = 0.5
+        while True:
+            try:
+                written = self.writer.write(items)
+                metrics.WRITTEN.labels("feedback").inc(written)
+                return
+            except TransientError as exc:
+                metrics.SINK_ERRORS.labels("transient").inc()
+                wait = max(delay, exc.retry_after or 0)
+                log.warning("warehouse write failed; retrying", error=str(exc), retry_in=wait)
+                if self._stop.wait(wait):
+                    raise SystemExit(1) from exc  # stopping: offsets stay uncommitted, nothing lost
+                delay = min(delay * 2, 30)
+
+    def _commit(self, batch: list[Any]) -> None:
+        assert self._consumer is not None
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        for msg in batch:
+            tp = TopicPartition(msg.topic, msg.partition)
+            if tp not in offsets or offsets[tp].offset < msg.offset + 1:
+                offsets[tp] = OffsetAndMetadata(msg.offset + 1, "", -1)
+        try:
+            self._consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as exc:
+            # The group rebalanced: the records will be redelivered and upserted again (harmless).
+            log.warning("offset commit failed; records will be redelivered", error=str(exc))
+
+
+def run(settings: SinkSettings) -> None:
+    sink = WarehouseSink(settings)
+    signal.signal(signal.SIGTERM, sink.stop)
+    signal.signal(signal.SIGINT, sink.stop)
+    metrics.serve(settings.sink_metrics_port)
+    sink.run()

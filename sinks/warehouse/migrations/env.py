@@ -1,0 +1,27 @@
+"""Alembic environment: runs on the connection handed over by :func:`sinks.warehouse.db.migrate`."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import create_engine
+
+from sinks.warehouse.models import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def run() -> None:
+    connection = config.attributes.get("connection")
+    if connection is None:  # plain `alembic` CLI use: take the URL from the config
+        engine = create_engine(config.get_main_option("sqlalchemy.url") or "")
+        with engine.begin() as conn:
+            context.configure(connection=conn, target_metadata=target_metadata, render_as_batch=True)
+            context.run_migrations()
+        return
+    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+run()
