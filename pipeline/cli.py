@@ -19,6 +19,8 @@ app = typer.Typer(help="Customer-feedback pipeline: hear every customer.", no_ar
                   pretty_exceptions_enable=False)
 sink_app = typer.Typer(help="Run a sink.", no_args_is_help=True)
 app.add_typer(sink_app, name="sink")
+connector_app = typer.Typer(help="Run a connector.", no_args_is_help=True)
+app.add_typer(connector_app, name="connector")
 console = Console(stderr=True)
 
 
@@ -94,13 +96,13 @@ def sink_warehouse() -> None:
 @app.command()
 def migrate() -> None:
     """Bring the warehouse schema to the latest revision."""
-    from sinks.warehouse.db import current_revision, make_engine
+    from sinks.warehouse.db import current_revisions, make_engine
     from sinks.warehouse.db import migrate as do_migrate
 
     settings = load(SinkSettings)
     engine = make_engine(settings.database_url)
     do_migrate(engine)
-    console.print(f"warehouse at revision {current_revision(engine)}")
+    console.print(f"warehouse at revision {', '.join(current_revisions(engine))}")
 
 
 @app.command()

@@ -1,0 +1,95 @@
+"""Real services for the integration tests: the embedded broker, PostgreSQL, a running pipeline."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import Engine, text
+
+from pipeline import broker
+from sinks.warehouse.db import make_engine
+from tests.conftest import require
+from tests.integration.harness import Pipeline
+
+PG_DSN = os.environ.get("FEEDBACK_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Tansu broker on a free port for the whole session."""
+    port = broker.free_port()
+    log = tmp_path_factory.mktemp("broker") / "broker.log"
+    proc = broker.start(port, log_file=log)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _pg_available() -> bool:
+    try:
+        with psycopg.connect(PG_DSN, connect_timeout=3):
+            return True
+    except psycopg.Error:
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_schema_url() -> Iterator[str]:
+    """A fresh schema in the machine's PostgreSQL, dropped at the end of the session."""
+    require(_pg_available(), f"PostgreSQL at {PG_DSN}")
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    url = PG_DSN.replace("postgresql://", "postgresql+psycopg://", 1)
+    try:
+        yield f"{url}?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def warehouse_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('wh') / 'warehouse.db'}"
+    return str(request.getfixturevalue("pg_schema_url"))
+
+
+@pytest.fixture(scope="session")
+def warehouse(warehouse_url: str) -> Iterator[Engine]:
+    engine = make_engine(warehouse_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def pipeline(kafka_bootstrap: str, warehouse_url: str, warehouse: Engine,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+    """The three components running against the session broker and the warehouse under test."""
+    workdir: Path = tmp_path_factory.mktemp("pipeline")
+    p = Pipeline(kafka_bootstrap, warehouse_url, warehouse, workdir)
+    p.start_all()
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+def table_names(engine: Engine) -> set[str]:
+    from sqlalchemy import inspect
+
+    return set(inspect(engine).get_table_names())
+
+
+__all__ = ["table_names", "text"]
