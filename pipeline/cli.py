@@ -29,7 +29,11 @@ def _logging(settings: CommonSettings, component: str) -> None:
 
 
 @app.command()
-def up(no_broker: Annotated[bool, typer.Option("--no-broker", help="Use FEEDBACK_KAFKA_BOOTSTRAP; start no broker.")] = False) -> None:
+def up(
+    no_broker: Annotated[
+        bool, typer.Option("--no-broker", help="Use FEEDBACK_KAFKA_BOOTSTRAP; start no broker.")
+    ] = False,
+) -> None:
     """Run the whole pipeline (broker, HTTP service, processor, warehouse sink) until Ctrl-C."""
     from pipeline.supervisor import Supervisor
 
@@ -50,7 +54,9 @@ def up(no_broker: Annotated[bool, typer.Option("--no-broker", help="Use FEEDBACK
 
 
 @app.command()
-def broker(port: Annotated[int | None, typer.Option(help="Port (default FEEDBACK_EMBEDDED_BROKER_PORT).")] = None) -> None:
+def broker(
+    port: Annotated[int | None, typer.Option(help="Port (default FEEDBACK_EMBEDDED_BROKER_PORT).")] = None,
+) -> None:
     """Run the embedded Kafka-protocol broker (Tansu, memory storage) in the foreground."""
     import os
 

@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 
 #: Namespace of every ``feedback_id`` (UUIDv5 of ``source:source_ref``). Never change it: ids are
 #: the Kafka key and the warehouse primary key, so a new namespace would duplicate every item.

@@ -8,6 +8,7 @@ process is left orphaned.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -31,10 +32,8 @@ HEALTHY_AFTER = 60.0
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
+    with contextlib.suppress(OSError):  # not Linux: rely on the supervisor's own shutdown
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:  # not Linux: rely on the supervisor's own shutdown
-        pass
 
 
 @dataclass

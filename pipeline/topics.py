@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 
@@ -66,10 +67,8 @@ def ensure_topics(settings: CommonSettings, timeout: float = 30.0) -> Topics:
                              replication_factor=settings.topic_replication)
                     for t in missing
                 ]
-                try:
+                with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race
                     admin.create_topics(new)
-                except TopicAlreadyExistsError:
-                    pass  # another process won the race
                 log.info("topics created", topics=missing, partitions=settings.topic_partitions)
             return topics
         except KafkaError as exc:

@@ -43,11 +43,11 @@ class WarehouseWriter:
         self.dialect = engine.dialect.name
 
     def _upsert_stmt(self) -> Any:
-        table = Feedback.__table__
+        stmt: Any
         if self.dialect == "postgresql":
-            stmt = postgresql.insert(table)
+            stmt = postgresql.insert(Feedback)
         elif self.dialect == "sqlite":
-            stmt = sqlite.insert(table)
+            stmt = sqlite.insert(Feedback)
         else:  # pragma: no cover - other dialects are not supported yet
             raise NotImplementedError(f"no upsert for dialect {self.dialect}")
         update = {c: stmt.excluded[c] for c in FEEDBACK_COLUMNS if c != "feedback_id"}

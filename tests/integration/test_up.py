@@ -1,0 +1,67 @@
+"""`feedback up` (what `make run` calls): the whole pipeline on embedded defaults, and a clean stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from pipeline.broker import free_port, port_open
+from tests.integration.harness import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def test_up_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
+    http_port = free_port()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("FEEDBACK_")}  # embedded defaults: no broker or warehouse configured
+    env.update({
+        "FEEDBACK_HTTP_PORT": str(http_port),
+        "FEEDBACK_EMBEDDED_BROKER_PORT": str(free_port()),
+        "FEEDBACK_PROCESSOR_METRICS_PORT": str(free_port()),
+        "FEEDBACK_SINK_METRICS_PORT": str(free_port()),
+    })
+    log = open(tmp_path / "up.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "up"], cwd=tmp_path, env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: port_open("127.0.0.1", http_port), 60, what="http service")
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert len(children) >= 4, children  # broker, sink, processor, http
+        sid = uuid.uuid4().hex[:16]
+        r = httpx.post(f"http://127.0.0.1:{http_port}/forms/default",
+                       data={"comment": "Great support, they fixed my login problem in minutes. I love it!",
+                             "nps_score": "9", "submission_id": sid}, timeout=30)
+        assert r.status_code == 202, r.text
+        db = tmp_path / "data" / "warehouse.db"
+
+        def row() -> tuple[str, str] | None:
+            if not db.exists():
+                return None
+            with sqlite3.connect(db) as conn:
+                try:
+                    return conn.execute("select sentiment_label, primary_category from feedback "
+                                        "where source_ref = ?", (f"default:{sid}",)).fetchone()
+                except sqlite3.OperationalError:
+                    return None
+
+        label, category = wait_for(row, 90, what="row in ./data/warehouse.db")
+        assert label == "positive" and category in {"customer_support", "account_login", "praise"}
+    finally:
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C does
+        code = proc.wait(timeout=60)
+        log.close()
+    output = (tmp_path / "up.log").read_text(errors="replace")
+    assert code == 0, output[-3000:]
+    assert f"http://127.0.0.1:{http_port}/forms/default" in output
+    for child in children:
+        assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, f"orphan: {child}"
