@@ -114,14 +114,28 @@ self._send(self.topics.dlq, d.key_bytes(), encode(d)) for d in letters
         metrics.PUBLISHED.labels(topic).inc(len(records))
 
     def ready(self) -> bool:
-        """True when the producer currently has a connection to the cluster."""
+        """True when a bootstrap server accepts connections and the raw topic's metadata is known.
+
+        May block up to the producer's ``max_block_ms`` when no metadata is cached: call it from
+        a worker thread.
+        """
+        from pipeline.broker import port_open
+
         try:
-            return bool(self._producer.bootstrap_connected())
-        except Exception:  # pragma: no cover - defensive: readiness must never raise
+            reachable = any(
+                port_open(host, int(port))
+                for host, _, port in (h.strip().rpartition(":") for h in self.settings.bootstrap.split(","))
+            )
+            return reachable and bool(self._producer.partitions_for(self.topics.raw))
+        except Exception:  # readiness must never raise
             return False
 
     def close(self, timeout: float = 10.0) -> None:
-        self._producer.close(timeout=timeout)
+        """Flush and close; records the broker never acknowledged were already reported to callers."""
+        try:
+            self._producer.close(timeout=timeout)
+        except KafkaError as exc:
+            log.warning("producer closed with unsent records", error=str(exc))
 
 
 def _resolver(loop: asyncio.AbstractEventLoop, waiter: asyncio.Future[None], kind: str | None) -> Any:

@@ -7,6 +7,7 @@ service never answers 500 for anything a client sent.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import re
@@ -130,7 +131,11 @@ def create_app(settings: HttpSettings, publisher: Publisher | None = None) -> Fa
     async def readyz() -> JSONResponse:
         """Readiness: the producer is connected to the broker."""
         pub = state.get("publisher")
-        if pub is not None and pub.ready():
+        try:
+            ok = pub is not None and await asyncio.wait_for(asyncio.to_thread(pub.ready), 5)
+        except TimeoutError:
+            ok = False
+        if ok:
             return JSONResponse({"status": "ready"})
         return JSONResponse(error_body("not_ready", "the broker is not reachable"), status_code=503)
 
