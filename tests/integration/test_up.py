@@ -56,6 +56,22 @@ def test_up_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
 
         label, category = wait_for(row, 90, what="row in ./data/warehouse.db")
         assert label == "positive" and category in {"customer_support", "account_login", "praise"}
+
+        # a crashed child is restarted by the supervisor, and the pipeline keeps working
+        sink = next(c for c in children if "sink" in c.cmdline())
+        sink.kill()
+        sink.wait(10)
+
+        def new_sink() -> psutil.Process | None:
+            return next((c for c in psutil.Process(proc.pid).children()
+                         if "sink" in c.cmdline() and c.pid != sink.pid), None)
+
+        restarted = wait_for(new_sink, 30, what="restarted sink")
+        children.append(restarted)
+        sid = uuid.uuid4().hex[:16]
+        httpx.post(f"http://127.0.0.1:{http_port}/forms/default",
+                   data={"comment": "Second visit, still great", "submission_id": sid}, timeout=30)
+        wait_for(row, 90, what="row written by the restarted sink")
     finally:
         proc.send_signal(signal.SIGINT)  # what Ctrl-C does
         code = proc.wait(timeout=60)
