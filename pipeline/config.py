@@ -91,8 +91,17 @@ class HttpSettings(CommonSettings):
     max_record_bytes: int = Field(default=64 * 1024, ge=1024)
     max_records_per_request: int = Field(default=500, ge=1, le=10_000)
     publish_timeout_seconds: float = Field(default=10.0, gt=0)
+    body_timeout_seconds: float = Field(default=10.0, gt=0, description="Whole body must arrive within this.")
+    max_header_count: int = Field(default=100, ge=10)
+    form_rate_limit: str = Field(
+        default="30/minute", description="Per-client limit on form posts (limits syntax); empty: none."
+    )
+    trust_proxy: bool = Field(default=False, description="Take the client address from X-Forwarded-For.")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Origins allowed to call the API from a browser (comma-separated)."
+    )
 
-    @field_validator("api_tokens", mode="before")
+    @field_validator("api_tokens", "cors_origins", mode="before")
     @classmethod
     def _split_tokens(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -102,6 +111,34 @@ class HttpSettings(CommonSettings):
     @property
     def max_body_bytes(self) -> int:
         return self.max_record_bytes * self.max_records_per_request
+
+    # -- support-ticket webhooks (connectors/tickets); a route whose secret is unset answers 503
+    zendesk_webhook_secret: SecretStr | None = Field(default=None, description="Zendesk webhook signing secret.")
+    freshdesk_webhook_token: SecretStr | None = Field(default=None, description="Token Freshdesk sends.")
+    jira_webhook_token: SecretStr | None = Field(default=None, description="Jira webhook secret / token.")
+    generic_webhook_secret: SecretStr | None = Field(default=None, description="HMAC key of /webhooks/generic.")
+    webhook_tolerance_seconds: int = Field(default=300, ge=1, le=86_400,
+                                           description="Largest accepted age of a signed timestamp.")
+    webhook_max_body_bytes: int = Field(default=1024 * 1024, ge=1024, description="Largest webhook body.")
+
+
+class ZendeskSettings(CommonSettings):
+    """The Zendesk polling connector (``feedback connector zendesk``)."""
+
+    zendesk_subdomain: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    zendesk_base_url: str | None = Field(
+        default=None, description="API base URL; unset: https://<subdomain>.zendesk.com (set for proxies/tests)."
+    )
+    zendesk_email: str | None = Field(default=None, description="Agent e-mail of the API token.")
+    zendesk_api_token: SecretStr | None = None
+    zendesk_start_time: int = Field(default=0, ge=0, description="Unix time the first export starts at.")
+    zendesk_poll_interval_seconds: float = Field(default=60.0, gt=0)
+    zendesk_checkpoint_file: Path | None = Field(
+        default=None, description="Cursor checkpoint; unset: data_dir/connectors/zendesk-<host>.json."
+    )
+    zendesk_max_backoff_seconds: float = Field(default=60.0, gt=0)
+    zendesk_request_timeout_seconds: float = Field(default=30.0, gt=0)
+    zendesk_metrics_port: int = Field(default=9105, ge=0, le=65535, description="0: no /metrics.")
 
 
 class ProcessorSettings(CommonSettings):
@@ -146,3 +183,113 @@ def load(cls: type[S], **overrides: Any) -> S:
             name = "FEEDBACK_" + "_".join(str(p) for p in err["loc"]).upper()
             lines.append(f"{name}: {err['msg']}")
         raise ConfigError("invalid settings:\n  " + "\n  ".join(lines)) from None
+
+
+# -- degrading signals and alerts (processors/signals, sinks/alerts) -------------------------------
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+SIGNAL_NAMES = ("negative_share", "mean_sentiment", "nps", "csat", "volume")
+SIGNAL_SCOPE_TYPES = ("overall", "source", "channel", "category", "product")
+SENSITIVITY_LEVELS = ("off", "low", "normal", "high")
+
+
+def parse_duration(value: Any) -> int:
+    """``"1h"``, ``"15m"``, ``"1d"``, ``"90s"``, ``"2w"`` or a number of seconds -> whole seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return int(value)
+    text = str(value).strip().lower()
+    if text.isdigit():
+        return int(text)
+    if len(text) >= 2 and text[-1] in _DURATION_UNITS and text[:-1].strip().isdigit():
+        return int(text[:-1]) * _DURATION_UNITS[text[-1]]
+    raise ValueError(f"not a duration: {value!r} (use e.g. 90s, 15m, 1h, 1d)")
+
+
+class SignalSettings(CommonSettings):
+    """Event-time signal windows and the detector's defaults (processors/signals, sinks/alerts)."""
+
+    signal_window: int = Field(default=3600, description="Window of overall/source/channel/category (1h).")
+    signal_slow_window: int = Field(default=86400, description="Window of the slow scopes (1d).")
+    signal_slow_scopes: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["product"], description="Scope types on the slow window (comma-separated).")
+    signal_allowed_lateness: int = Field(default=900, ge=0, description="Event-time lateness accepted (15m).")
+    signal_idle_close: int = Field(default=300, ge=1, description="Idle time after which a live stream's "
+                                   "windows close by the wall clock (5m).")
+    signal_checkpoint_seconds: float = Field(default=30.0, gt=0)
+    signal_min_sample: int = Field(default=30, ge=1, description="Fewest responses a window needs to be judged.")
+    signal_cold_start: int = Field(default=14, ge=2, description="Judged windows needed before any alert.")
+    signal_baseline_windows: int = Field(default=14, ge=2)
+    signal_resolve_after: int = Field(default=3, ge=1, description="In-control windows that resolve an alert.")
+    signal_sensitivity: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict, description="Per signal: off|low|normal|high, e.g. 'nps=high,volume=off'.")
+
+    @field_validator("signal_window", "signal_slow_window", "signal_allowed_lateness", "signal_idle_close",
+                     mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> int:
+        return parse_duration(value)
+
+    @field_validator("signal_window", "signal_slow_window")
+    @classmethod
+    def _aligned(cls, value: int) -> int:
+        if value < 60 or (86400 % value and (value % 86400 or 604800 % value)):
+            raise ValueError("a window must be >= 1m and divide a day (15m, 1h, 6h, 1d) or a week (1w)")
+        return value
+
+    @field_validator("signal_slow_scopes", mode="before")
+    @classmethod
+    def _scopes(cls, value: Any) -> Any:
+        items = [s.strip() for s in value.split(",") if s.strip()] if isinstance(value, str) else value
+        bad = [s for s in items or [] if s not in SIGNAL_SCOPE_TYPES]
+        if bad:
+            raise ValueError(f"unknown scope type(s) {bad}; known: {', '.join(SIGNAL_SCOPE_TYPES)}")
+        return items
+
+    @field_validator("signal_sensitivity", mode="before")
+    @classmethod
+    def _sensitivity(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            pairs = [p.split("=", 1) for p in value.split(",") if p.strip()]
+            if any(len(p) != 2 for p in pairs):
+                raise ValueError("use signal=level pairs, e.g. 'nps=high,volume=off'")
+            value = {k.strip(): v.strip().lower() for k, v in pairs}
+        for key, level in dict(value).items():
+            if key not in SIGNAL_NAMES:
+                raise ValueError(f"unknown signal {key!r}; known: {', '.join(SIGNAL_NAMES)}")
+            if level not in SENSITIVITY_LEVELS:
+                raise ValueError(f"{key}: sensitivity must be one of {', '.join(SENSITIVITY_LEVELS)}")
+        return value
+
+
+class AlertSettings(SignalSettings, SinkSettings):
+    """The alert sink (``feedback sink alerts``): detector, lifecycle, warehouse and channels."""
+
+    alert_metrics_port: int = Field(default=9103, ge=1, le=65535)
+    alert_slack_webhook_url: SecretStr | None = Field(default=None, description="Slack incoming-webhook URL.")
+    alert_webhook_url: SecretStr | None = Field(default=None, description="Generic JSON webhook URL.")
+    alert_webhook_secret: SecretStr | None = Field(
+        default=None, description="HMAC-SHA256 key; signs the body in X-Feedback-Signature.")
+    alert_smtp_host: str | None = None
+    alert_smtp_port: int = Field(default=587, ge=1, le=65535)
+    alert_smtp_security: Literal["starttls", "ssl", "none"] = "starttls"
+    alert_smtp_username: str | None = None
+    alert_smtp_password: SecretStr | None = None
+    alert_smtp_cafile: Path | None = Field(default=None, description="CA bundle for a private SMTP server.")
+    alert_smtp_timeout_seconds: float = Field(default=30.0, gt=0)
+    alert_smtp_from: str = "feedback-alerts@localhost"
+    alert_smtp_to: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Comma-separated.")
+    alert_http_timeout_seconds: float = Field(default=10.0, gt=0)
+    alert_retry_initial_seconds: float = Field(default=2.0, gt=0)
+    alert_retry_max_seconds: float = Field(default=300.0, gt=0)
+    alert_notify_updates: bool = Field(default=False, description="Also notify every 'updated' event.")
+    alert_link_url: str | None = Field(default=None, description="Dashboard link put in notifications.")
+
+    @field_validator("alert_smtp_to", mode="before")
+    @classmethod
+    def _recipients(cls, value: Any, info: Any) -> Any:
+        if isinstance(value, str):
+            value = [a.strip() for a in value.split(",") if a.strip()]
+        if info.data.get("alert_smtp_host") and not value:
+            raise ValueError("FEEDBACK_ALERT_SMTP_HOST is set: name at least one recipient")
+        if info.data.get("alert_smtp_password") and not info.data.get("alert_smtp_username"):
+            raise ValueError("FEEDBACK_ALERT_SMTP_PASSWORD needs FEEDBACK_ALERT_SMTP_USERNAME")
+        return value

@@ -25,6 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from connectors.http import security
 from connectors.http.errors import ApiError, error_body, is_json, media_type
 from connectors.http.forms import FormSubmission, parse_form_body
 from pipeline import metrics
@@ -40,8 +41,9 @@ templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates"))
 FORM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
-async def read_limited(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it exceeds ``limit`` bytes."""
+async def read_limited(request: Request, limit: int, timeout: float = 10.0) -> bytes:
+    """The request body, refused with 413 as soon as it exceeds ``limit`` bytes, 408 if it trickles in
+    slower than ``timeout`` seconds for the whole body (slow-loris)."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
@@ -50,11 +52,19 @@ async def read_limited(request: Request, limit: int) -> bytes:
             raise ApiError(413, "payload_too_large", f"the body exceeds {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, "payload_too_large", f"the body exceeds {limit} bytes")
-        chunks.append(chunk)
+
+    async def consume() -> None:
+        nonlocal size
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, "payload_too_large", f"the body exceeds {limit} bytes")
+            chunks.append(chunk)
+
+    try:
+        await asyncio.wait_for(consume(), timeout)
+    except TimeoutError as exc:
+        raise ApiError(408, "request_timeout", f"the body did not arrive within {timeout:g}s") from exc
     body = b"".join(chunks)
     request._body = body  # let Starlette's form parser reuse what was read
     return body
@@ -74,11 +84,13 @@ def create_app(settings: HttpSettings, publisher: Publisher | None = None) -> Fa
     """The ASGI app; ``publisher`` is created at start-up unless one is given (tests, bench)."""
     customer_key = settings.customer_key()
     tokens = [t.get_secret_value().encode() for t in settings.api_tokens]
+    form_limiter = security.FormRateLimiter(settings.form_rate_limit, settings.trust_proxy)
     state: dict[str, Publisher] = {}
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         state["publisher"] = publisher or Publisher(settings, client_id="feedback-http")
+        _app.state.publisher = state["publisher"]  # routers (e.g. connectors.tickets.webhooks) publish with it
         log.info("http service ready", host=settings.http_host, port=settings.http_port)
         yield
         if publisher is None:
@@ -90,6 +102,8 @@ def create_app(settings: HttpSettings, publisher: Publisher | None = None) -> Fa
         description="Feedback forms and the event API of the customer-feedback pipeline.",
         lifespan=lifespan,
     )
+
+    security.install(app, settings)
 
     def reject(source: str, exc: ApiError) -> JSONResponse:
         metrics.REJECTED.labels(source, exc.error).inc()
@@ -165,7 +179,7 @@ def create_app(settings: HttpSettings, publisher: Publisher | None = None) -> Fa
             "multipart/form-data": {"schema": FormSubmission.model_json_schema()},
             "application/json": {"schema": FormSubmission.model_json_schema()},
         }, "required": True}},
-        responses={400: {}, 413: {}, 415: {}, 422: {}, 503: {}},
+        responses={400: {}, 408: {}, 413: {}, 415: {}, 422: {}, 429: {}, 503: {}},
     )
     async def submit_form(request: Request, form_id: str) -> Response:
         """Accept a form submission; a browser gets a thank-you page, an API client JSON."""
@@ -174,7 +188,8 @@ def create_app(settings: HttpSettings, publisher: Publisher | None = None) -> Fa
         media = media_type(request)
         browser = not is_json(media) and "text/html" in request.headers.get("accept", "")
         try:
-            body = await read_limited(request, settings.max_record_bytes)
+            form_limiter.check(request, f"form:{form_id}")
+            body = await read_limited(request, settings.max_record_bytes, settings.body_timeout_seconds)
             fields = await parse_form_body(request, media, body)
             try:
                 submission = FormSubmission.model_validate(fields)
@@ -224,7 +239,7 @@ def create_app(settings: HttpSettings, publisher: Publisher | None = None) -> Fa
             "oneOf": [{"$ref": "#/components/schemas/FeedbackRecord"},
                       {"type": "array", "items": {"$ref": "#/components/schemas/FeedbackRecord"},
                        "maxItems": settings.max_records_per_request}]}}}, "required": True}},
-        responses={400: {}, 401: {}, 413: {}, 415: {}, 422: {}, 503: {}},
+        responses={400: {}, 401: {}, 408: {}, 413: {}, 415: {}, 422: {}, 503: {}},
     )
     async def events(request: Request) -> JSONResponse:
         """One feedback record or an array of them, validated against the published schema."""
@@ -239,7 +254,7 @@ def create_app(settings: HttpSettings, publisher: Publisher | None = None) -> Fa
                                    headers={"WWW-Authenticate": "Bearer"})
             if not is_json(media_type(request)):
                 raise ApiError(415, "unsupported_media_type", "send application/json")
-            body = await read_limited(request, settings.max_body_bytes)
+            body = await read_limited(request, settings.max_body_bytes, settings.body_timeout_seconds)
             try:
                 data = json.loads(body)
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
