@@ -158,6 +158,7 @@ class SinkSettings(CommonSettings):
     sink_batch_size: int = Field(default=1000, ge=1, le=100_000)
     sink_batch_ms: int = Field(default=200, ge=1)
     sink_metrics_port: int = Field(default=9102, ge=1, le=65535)
+    sink_max_backoff_seconds: float = Field(default=30.0, gt=0, description="Longest wait between write retries.")
 
     @property
     def database_url(self) -> str:

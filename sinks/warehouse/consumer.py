@@ -17,6 +17,7 @@ from typing import Any
 from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 from pydantic import ValidationError
+from sqlalchemy.exc import OperationalError
 
 from pipeline import metrics
 from pipeline.config import SinkSettings
@@ -25,7 +26,7 @@ from pipeline.logging import get_logger
 from pipeline.publisher import Publisher
 from pipeline.schema import DeadLetter, EnrichedFeedback
 from pipeline.topics import Topics, ensure_topics
-from sinks.warehouse.db import make_engine, migrate
+from sinks.warehouse.db import explain, make_engine, migrate
 from sinks.warehouse.writer import WarehouseWriter
 
 log = get_logger(__name__)
@@ -63,8 +64,24 @@ class WarehouseSink:
             **self.settings.kafka_client_options(),
         )
 
+    def _migrate_with_retry(self) -> None:
+        """Migrations at start-up; a database that is down (or read-only) is waited for, not crashed on."""
+        delay = 0.5
+        while True:
+            try:
+                migrate(self.engine)
+                return
+            except OperationalError as exc:
+                self.engine.dispose()
+                message = explain(self.engine, exc)
+                metrics.SINK_ERRORS.labels(error_kind(message)).inc()
+                log.warning("warehouse not available at start-up; retrying", error=message, retry_in=delay)
+                if self._stop.wait(delay):
+                    raise SystemExit(1) from exc
+                delay = min(delay * 2, self.settings.sink_max_backoff_seconds)
+
     def run(self) -> None:
-        migrate(self.engine)
+        self._migrate_with_retry()
         ensure_topics(self.settings)
         self._publisher = Publisher(self.settings, client_id="feedback-warehouse-sink-dlq")
         self._consumer = self._connect()
@@ -131,12 +148,12 @@ class WarehouseSink:
                 metrics.WRITTEN.labels("feedback").inc(written)
                 return
             except TransientError as exc:
-                metrics.SINK_ERRORS.labels("transient").inc()
+                metrics.SINK_ERRORS.labels(error_kind(str(exc))).inc()
                 wait = max(delay, exc.retry_after or 0)
                 log.warning("warehouse write failed; retrying", error=str(exc), retry_in=wait)
                 if self._stop.wait(wait):
                     raise SystemExit(1) from exc  # stopping: offsets stay uncommitted, nothing lost
-                delay = min(delay * 2, 30)
+                delay = min(delay * 2, self.settings.sink_max_backoff_seconds)
 
     def _commit(self, batch: list[Any]) -> None:
         assert self._consumer is not None
@@ -150,6 +167,16 @@ class WarehouseSink:
         except (CommitFailedError, KafkaError) as exc:
             # The group rebalanced: the records will be redelivered and upserted again (harmless).
             log.warning("offset commit failed; records will be redelivered", error=str(exc))
+
+
+def error_kind(message: str) -> str:
+    """A label for the sink-error counter, so an alert can say what to fix."""
+    text = message.lower()
+    if "disk is full" in text or "no space left" in text:
+        return "disk_full"
+    if "readonly" in text or "read-only" in text:
+        return "read_only"
+    return "unavailable"
 
 
 def run(settings: SinkSettings) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,19 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.close()
 
     return engine
+
+
+def explain(engine: Engine, exc: BaseException) -> str:
+    """The database error, with the likely cause spelled out for SQLite files (read-only, disk full)."""
+    message = str(getattr(exc, "orig", None) or exc)
+    if engine.dialect.name == "sqlite" and engine.url.database:
+        path = Path(engine.url.database)
+        folder = path.parent
+        if folder.exists() and (not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK))):
+            return f"{message} (the SQLite file {path} or its folder is read-only)"
+        if folder.exists() and shutil.disk_usage(folder).free < 1 << 20:
+            return f"{message} (disk is full: {shutil.disk_usage(folder).free} bytes free under {folder})"
+    return message
 
 
 def alembic_config() -> Config:

@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from pipeline.errors import TransientError
 from pipeline.schema import EnrichedFeedback
+from sinks.warehouse.db import explain
 from sinks.warehouse.models import Feedback, FeedbackCategory
 
 FEEDBACK_COLUMNS = [c.name for c in Feedback.__table__.columns]
@@ -76,7 +77,9 @@ class WarehouseWriter:
                 if cats:
                     conn.execute(insert(FeedbackCategory), cats)
         except OperationalError as exc:
-            raise TransientError(f"warehouse unavailable: {exc.orig!r}"[:500], retry_after=1) from exc
+            if "readonly" in str(exc.orig).lower():
+                self.engine.dispose()  # SQLite keeps a file opened read-only so until it is reopened
+            raise TransientError(f"warehouse unavailable: {explain(self.engine, exc)}"[:500], retry_after=1) from exc
         except DBAPIError as exc:
             if exc.connection_invalidated:
                 raise TransientError(f"warehouse connection lost: {exc.orig!r}"[:500], retry_after=1) from exc

@@ -119,7 +119,10 @@ class Pipeline:
 
     def metric(self, component: str, name: str, **labels: str) -> float:
         port = self.ports[component]
-        body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        try:
+            body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        except httpx.TransportError:  # the process is (re)starting: nothing counted yet
+            return 0.0
         total = 0.0
         for family in text_string_to_metric_families(body):
             for sample in family.samples:
