@@ -11,6 +11,7 @@ import asyncio
 import hmac
 import json
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -34,6 +35,7 @@ from pipeline.errors import TransientError
 from pipeline.logging import get_logger
 from pipeline.publisher import Publisher
 from pipeline.schema import FeedbackRecord, customer_ref, utcnow
+from pipeline.topics import ensure_topics
 
 log = get_logger(__name__)
 templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
@@ -89,6 +91,8 @@ def create_app(settings: HttpSettings, publisher: Publisher | None = None) -> Fa
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if publisher is None:
+            await asyncio.to_thread(ensure_topics, settings)
         state["publisher"] = publisher or Publisher(settings, client_id="feedback-http")
         _app.state.publisher = state["publisher"]  # routers (e.g. connectors.tickets.webhooks) publish with it
         log.info("http service ready", host=settings.http_host, port=settings.http_port)
@@ -126,11 +130,30 @@ def create_app(settings: HttpSettings, publisher: Publisher | None = None) -> Fa
         metrics.REJECTED.labels("http", "invalid_request").inc()
         return JSONResponse(error_body("invalid_request", "the request is not valid", details), 422)
 
+    provisioning: dict[str, Any] = {"task": None, "last": 0.0}
+
+    def reprovision() -> None:
+        """After a failed publish, re-create missing topics in the background (a broker restarted
+        with memory storage comes back empty); at most one attempt every 5 seconds."""
+        task = provisioning["task"]
+        if (task is not None and not task.done()) or time.monotonic() - provisioning["last"] < 5:
+            return
+        provisioning["last"] = time.monotonic()
+
+        async def attempt() -> None:
+            try:
+                await asyncio.to_thread(ensure_topics, settings, 5.0)
+            except TransientError as exc:
+                log.warning("topic provisioning failed", error=str(exc))
+
+        provisioning["task"] = asyncio.create_task(attempt())
+
     async def publish(records: list[FeedbackRecord], source: str) -> None:
         try:
             await state["publisher"].publish_async(records, timeout=settings.publish_timeout_seconds)
         except TransientError as exc:
             log.warning("publish failed", error=str(exc), records=len(records))
+            reprovision()
             raise ApiError(503, "broker_unavailable", "the feedback could not be stored; retry later",
                            headers={"Retry-After": str(int(exc.retry_after or 2))}) from exc
         metrics.ACCEPTED.labels(source).inc(len(records))

@@ -7,6 +7,7 @@ Each ends with an exact count.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -66,10 +67,8 @@ class PrivatePostgres:
         as_postgres(f"{PG_BIN}/pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def destroy(self) -> None:
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):
             self.stop()
-        except subprocess.CalledProcessError:
-            pass
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

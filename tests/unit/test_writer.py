@@ -35,7 +35,8 @@ def test_upsert_is_idempotent_and_replaces_categories(tmp_path: Path) -> None:
             "select c.category from feedback_categories c join feedback f using (feedback_id) "
             "where f.source_ref='a' order by rank")).scalars().all()
         assert cats == ["billing", "pricing"]
-        assert conn.execute(text("select primary_category from feedback where source_ref='a'")).scalar_one() == "billing"
+        primary = conn.execute(text("select primary_category from feedback where source_ref='a'")).scalar_one()
+        assert primary == "billing"
 
 
 def test_last_version_in_a_batch_wins(tmp_path: Path) -> None:
