@@ -34,7 +34,7 @@ def test_repeated_sigkill_under_load_loses_nothing(kafka_bootstrap: str, tmp_pat
         try:
             for start in range(0, TOTAL, 150):
                 pub.publish([FeedbackRecord(source_ref=f"{run}-{i}", text=f"Parcel {i} arrived damaged")
-                             for i in range(start, start + 150)])
+                             for i in range(start, min(start + 150, TOTAL))])
                 time.sleep(1.0)
         except BaseException as exc:  # surfaced by the assertion below
             errors.append(exc)
