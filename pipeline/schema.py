@@ -175,6 +175,8 @@ class DeadLetter(_Model):
     not valid UTF-8, as ``payload_encoding`` says), so a fixed record can be replayed.
     """
 
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)  # payloads are kept byte for byte
+
     schema_version: Literal[1] = SCHEMA_VERSION
     dead_letter_id: uuid.UUID = Field(default_factory=uuid.uuid4)
     stage: ShortStr = Field(description="http, processor, sink, email, ...")

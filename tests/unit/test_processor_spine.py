@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.errors import RecordError
 from pipeline.schema import DeadLetter, EnrichedFeedback, FeedbackRecord
@@ -76,3 +78,16 @@ def test_recent_set_is_bounded() -> None:
     assert not s.seen("c")  # evicts b (a was refreshed)
     assert s.seen("a") and not s.seen("b")
     assert not RecentSet(0).seen("x") and not RecentSet(0).seen("x")
+
+
+@given(value=st.one_of(st.binary(max_size=500), st.text(max_size=300).map(str.encode),
+                       st.dictionaries(st.text(max_size=10), st.text(max_size=20), max_size=5)
+                       .map(lambda d: json.dumps({"source_ref": "p", "text": "t", **d}).encode())))
+@settings(max_examples=200, deadline=None)
+def test_any_raw_value_is_enriched_or_dead_lettered(value: bytes) -> None:
+    """Whatever an outside producer puts into feedback.raw, the processor never raises."""
+    out = process_one(value, None, Enricher(Taxonomy.load()), RecentSet(0), TOPICS)
+    assert out is not None and out[0] in ("enriched", "dlq")
+    if out[0] == "dlq":
+        letter = DeadLetter.model_validate_json(out[2])
+        assert letter.reason and letter.original_bytes() == value
