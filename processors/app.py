@@ -8,6 +8,7 @@ the agent (faust would ack and drop the message).
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from typing import Any
 
@@ -27,22 +28,24 @@ log = get_logger(__name__)
 APP_ID = "feedback-processor"
 
 
-def _faust_credentials(settings: ProcessorSettings) -> Any:
+def faust_credentials(settings: ProcessorSettings) -> Any:
+    """The same FEEDBACK_KAFKA_* security settings the kafka-python clients get, for faust/aiokafka."""
     proto = settings.kafka_security_protocol
     if proto == "PLAINTEXT":
         return None
-    ssl_context = None
+    context = None
     if proto.endswith("SSL"):
-        ssl_context = faust.SSLCredentials(cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None)
+        cafile = str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
     if proto.startswith("SASL"):
         password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else ""
         return faust.SASLCredentials(
             username=settings.kafka_sasl_username,
             password=password,
             mechanism=settings.kafka_sasl_mechanism or "PLAIN",
-            ssl_context=ssl_context.context if ssl_context else None,
+            ssl_context=context,
         )
-    return ssl_context
+    return faust.SSLCredentials(context)
 
 
 def create_app(settings: ProcessorSettings) -> faust.App:
@@ -53,7 +56,7 @@ def create_app(settings: ProcessorSettings) -> faust.App:
     app = faust.App(
         settings.topic_prefix + APP_ID,
         broker=[f"kafka://{h.strip()}" for h in settings.bootstrap.split(",")],
-        broker_credentials=_faust_credentials(settings),
+        broker_credentials=faust_credentials(settings),
         broker_session_timeout=6,
         broker_heartbeat_interval=1,
         producer_acks=-1,
