@@ -91,7 +91,7 @@ class HttpSettings(CommonSettings):
     max_record_bytes: int = Field(default=64 * 1024, ge=1024)
     max_records_per_request: int = Field(default=500, ge=1, le=10_000)
     publish_timeout_seconds: float = Field(default=10.0, gt=0)
-    body_timeout_seconds: float = Field(default=10.0, gt=0, description="Whole body must arrive within this.")
+    body_timeout_seconds: float = Field(default=30.0, gt=0, description="Whole body must arrive within this.")
     max_header_count: int = Field(default=100, ge=10)
     form_rate_limit: str = Field(
         default="30/minute", description="Per-client limit on form posts (limits syntax); empty: none."

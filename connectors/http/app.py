@@ -25,6 +25,7 @@ from fastapi.templating import Jinja2Templates
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from connectors.http import security
 from connectors.http.errors import ApiError, error_body, is_json, media_type
@@ -43,7 +44,7 @@ templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates"))
 FORM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
-async def read_limited(request: Request, limit: int, timeout: float = 10.0) -> bytes:
+async def read_limited(request: Request, limit: int, timeout: float = 30.0) -> bytes:
     """The request body, refused with 413 as soon as it exceeds ``limit`` bytes, 408 if it trickles in
     slower than ``timeout`` seconds for the whole body (slow-loris)."""
     declared = request.headers.get("content-length")
@@ -67,6 +68,8 @@ async def read_limited(request: Request, limit: int, timeout: float = 10.0) -> b
         await asyncio.wait_for(consume(), timeout)
     except TimeoutError as exc:
         raise ApiError(408, "request_timeout", f"the body did not arrive within {timeout:g}s") from exc
+    except ClientDisconnect as exc:  # nobody is left to answer; counted like any other rejection
+        raise ApiError(400, "client_disconnected", "the client went away before sending its body") from exc
     body = b"".join(chunks)
     request._body = body  # let Starlette's form parser reuse what was read
     return body
