@@ -7,12 +7,23 @@ real Kafka cluster instead.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 
 from pipeline.errors import ConfigError, TransientError
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` for child processes: the kernel sends SIGTERM when the parent dies (Linux)."""
+    with contextlib.suppress(OSError):  # elsewhere: rely on the parent's own shutdown
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def broker_binary() -> str:
@@ -68,6 +79,7 @@ def start(port: int, log_file: Path | None = None, **popen: object) -> subproces
             f"port {port} is already in use; set FEEDBACK_EMBEDDED_BROKER_PORT or FEEDBACK_KAFKA_BOOTSTRAP"
         )
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
+    popen.setdefault("preexec_fn", die_with_parent)
     proc = subprocess.Popen(broker_command(port), stdout=out, stderr=subprocess.STDOUT, **popen)  # type: ignore[call-overload]
     wait_ready("127.0.0.1", port, proc=proc)
     return proc  # type: ignore[no-any-return]

@@ -8,8 +8,6 @@ process is left orphaned.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
 import signal
 import subprocess
@@ -19,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline import broker
+from pipeline.broker import die_with_parent as _die_with_parent
 from pipeline.config import UpSettings
 from pipeline.errors import ConfigError
 from pipeline.logging import get_logger
@@ -26,14 +25,8 @@ from pipeline.topics import ensure_topics
 
 log = get_logger(__name__)
 
-PR_SET_PDEATHSIG = 1
 GRACE_SECONDS = 15.0
 HEALTHY_AFTER = 60.0
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    with contextlib.suppress(OSError):  # not Linux: rely on the supervisor's own shutdown
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass

@@ -19,6 +19,7 @@ from sqlalchemy import Engine, text
 
 from pipeline.broker import free_port, port_open
 from pipeline.schema import DeadLetter
+from pipeline.supervisor import _die_with_parent
 
 COMPONENTS = {
     "http": ["serve-http"],
@@ -66,8 +67,9 @@ class Pipeline:
 
     def start(self, name: str) -> None:
         log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115
-        self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "pipeline", *COMPONENTS[name]], env=self.env, stdout=log, stderr=log
+        self.procs[name] = subprocess.Popen(  # dies with the test run, even when pytest is killed
+            [sys.executable, "-m", "pipeline", *COMPONENTS[name]], env=self.env, stdout=log, stderr=log,
+            preexec_fn=_die_with_parent,
         )
 
     def start_all(self) -> None:
