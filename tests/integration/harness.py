@@ -16,6 +16,7 @@ import httpx
 from kafka import KafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
 
 from pipeline.broker import free_port, port_open
 from pipeline.schema import DeadLetter
@@ -81,7 +82,7 @@ class Pipeline:
         ref = f"warmup-{uuid.uuid4()}"
         r = httpx.post(f"{self.url}/v1/events", json={"source_ref": ref, "text": "warm up"}, timeout=30)
         assert r.status_code == 202, r.text
-        wait_for(lambda: self.count(f"source_ref = '{ref}'") == 1, 90, what="warm-up row")
+        wait_for(lambda: self.count_or_zero(f"source_ref = '{ref}'") == 1, 90, what="warm-up row")
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         proc = self.procs[name]
@@ -105,6 +106,13 @@ class Pipeline:
     def count(self, where: str = "1=1", table: str = "feedback") -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(text(f"SELECT count(*) FROM {table} WHERE {where}")).scalar_one())
+
+    def count_or_zero(self, where: str = "1=1") -> int:
+        """Like count, but 0 while the sink has not created the tables yet."""
+        try:
+            return self.count(where)
+        except DBAPIError:
+            return 0
 
     def rows(self, where: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:

@@ -29,6 +29,7 @@ def test_up_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
         "FEEDBACK_EMBEDDED_BROKER_PORT": str(free_port()),
         "FEEDBACK_PROCESSOR_METRICS_PORT": str(free_port()),
         "FEEDBACK_SINK_METRICS_PORT": str(free_port()),
+        "FEEDBACK_ALERT_METRICS_PORT": str(free_port()),
     })
     log = open(tmp_path / "up.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen([sys.executable, "-m", "pipeline", "up"], cwd=tmp_path, env=env,
@@ -58,13 +59,13 @@ def test_up_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
         assert label == "positive" and category in {"customer_support", "account_login", "praise"}
 
         # a crashed child is restarted by the supervisor, and the pipeline keeps working
-        sink = next(c for c in children if "sink" in c.cmdline())
+        sink = next(c for c in children if "warehouse" in c.cmdline())
         sink.kill()
         sink.wait(10)
 
         def new_sink() -> psutil.Process | None:
             return next((c for c in psutil.Process(proc.pid).children()
-                         if "sink" in c.cmdline() and c.pid != sink.pid), None)
+                         if "warehouse" in c.cmdline() and c.pid != sink.pid), None)
 
         restarted = wait_for(new_sink, 30, what="restarted sink")
         children.append(restarted)
