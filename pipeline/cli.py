@@ -12,7 +12,15 @@ import typer
 from rich.console import Console
 
 from pipeline import logging as plog
-from pipeline.config import CommonSettings, HttpSettings, ProcessorSettings, SinkSettings, UpSettings, load
+from pipeline.config import (
+    CommonSettings,
+    HttpSettings,
+    ProcessorSettings,
+    SinkSettings,
+    UpSettings,
+    ZendeskSettings,
+    load,
+)
 from pipeline.errors import ConfigError, TransientError
 
 app = typer.Typer(help="Customer-feedback pipeline: hear every customer.", no_args_is_help=True,
@@ -99,6 +107,161 @@ def sink_warehouse() -> None:
     run(settings)
 
 
+# -- degrading-signal alerts (issue 6): the alert sink and corrective action ----------------------
+@sink_app.command("alerts")
+def sink_alerts() -> None:
+    """Run the alert sink (feedback.signals -> detector -> warehouse, feedback.alerts, webhooks, e-mail)."""
+    from pipeline.config import AlertSettings
+    from sinks.alerts.consumer import run
+
+    settings = load(AlertSettings)
+    _logging(settings, "alerts")
+    run(settings)
+
+
+alerts_app = typer.Typer(help="Degrading-signal alerts: list, acknowledge, resolve (kept as history).",
+                         no_args_is_help=True)
+app.add_typer(alerts_app, name="alerts")
+
+
+def _alerts_engine() -> object:
+    from sinks.warehouse.db import make_engine
+
+    return make_engine(load(SinkSettings).database_url)
+
+
+def _print_alert(a: object) -> None:
+    typer.echo(f"{a.alert_id}  {a.status}  {a.severity}  {a.summary}")  # type: ignore[attr-defined]
+
+
+@alerts_app.command("list")
+def alerts_list(
+    status: Annotated[str | None, typer.Option(help="open | acknowledged | resolved | active")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """List alerts, newest first."""
+    from rich.table import Table
+
+    from sinks.alerts import admin
+
+    alerts = admin.list_alerts(_alerts_engine(), status)  # type: ignore[arg-type]
+    if as_json:
+        for a in alerts:
+            typer.echo(a.to_alert().model_dump_json())
+        return
+    table = Table(show_lines=False)
+    for col in ("id", "status", "severity", "signal", "scope", "opened (window)", "summary"):
+        table.add_column(col, overflow="fold")
+    for a in alerts:
+        table.add_row(str(a.alert_id)[:8], a.status, a.severity, a.signal, f"{a.scope_type}={a.scope_value}",
+                      f"{a.first_window_start:%Y-%m-%d %H:%M}", a.summary)
+    Console().print(table)
+
+
+@alerts_app.command("ack")
+def alerts_ack(
+    alert_id: Annotated[str, typer.Argument(help="Alert id (or a unique prefix).")],
+    by: Annotated[str, typer.Option("--by", help="Who takes it on.")],
+    note: Annotated[str | None, typer.Option("--note", help="What is being done.")] = None,
+) -> None:
+    """Acknowledge an alert (it stays active and still resolves by itself)."""
+    from sinks.alerts import admin
+
+    _print_alert(admin.act(_alerts_engine(), alert_id, "acknowledged", by, note))  # type: ignore[arg-type]
+
+
+@alerts_app.command("resolve")
+def alerts_resolve(
+    alert_id: Annotated[str, typer.Argument(help="Alert id (or a unique prefix).")],
+    note: Annotated[str, typer.Option("--note", help="What was done (corrective action).")],
+    by: Annotated[str, typer.Option("--by", envvar="USER", help="Who resolved it.")] = "operator",
+) -> None:
+    """Resolve an alert by hand, recording the corrective action."""
+    from sinks.alerts import admin
+
+    _print_alert(admin.act(_alerts_engine(), alert_id, "resolved", by, note))  # type: ignore[arg-type]
+
+
+@alerts_app.command("note")
+def alerts_note(
+    alert_id: Annotated[str, typer.Argument(help="Alert id (or a unique prefix).")],
+    note: Annotated[str, typer.Option("--note")],
+    by: Annotated[str, typer.Option("--by", envvar="USER")] = "operator",
+) -> None:
+    """Add a note to an alert's history."""
+    from sinks.alerts import admin
+
+    _print_alert(admin.act(_alerts_engine(), alert_id, "note", by, note))  # type: ignore[arg-type]
+
+
+@alerts_app.command("history")
+def alerts_history(alert_id: Annotated[str, typer.Argument(help="Alert id (or a unique prefix).")]) -> None:
+    """Everything that happened to an alert: who, when, what."""
+    from sinks.alerts import admin
+
+    for h in admin.history(_alerts_engine(), alert_id):  # type: ignore[arg-type]
+        typer.echo(f"{h['at']:%Y-%m-%d %H:%M:%S}  {h['action']:<12} {h['actor']:<12} {h['status']:<12} "
+                   f"{h['note'] or h['summary']}")
+
+
+@connector_app.command("zendesk")
+def connector_zendesk(
+    once: Annotated[bool, typer.Option("--once", help="Stop at the end of the export stream.")] = False,
+) -> None:
+    """Poll Zendesk's incremental ticket export (tickets, public comments, CSAT) into feedback.raw."""
+    from connectors.tickets.poller import run
+
+    settings = load(ZendeskSettings)
+    _logging(settings, "zendesk")
+    run(settings, once=once)
+
+
+@connector_app.command("email")
+def connector_email() -> None:
+    """Read IMAP mailbox folders (FEEDBACK_IMAP_*) into feedback.raw; IDLE or poll until Ctrl-C."""
+    from connectors.email.imap import run
+    from connectors.email.settings import EmailSettings
+
+    settings = load(EmailSettings)
+    _logging(settings, "email")
+    run(settings)
+
+
+@app.command("import-mbox")
+def import_mbox(
+    path: Annotated[Path, typer.Argument(help="An mbox file, an .eml file or a folder of .eml files.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
+) -> None:
+    """Backfill an e-mail archive through the e-mail connector's parsing and publishing path."""
+    import json
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from connectors.email.mbox import count_messages, import_archive, make_ingestor
+    from connectors.email.settings import EmailSettings
+
+    settings = load(EmailSettings)
+    _logging(settings, "import-mbox")
+    if not path.exists():
+        raise ConfigError(f"no such file or folder: {path}")
+    ingestor, publisher = make_ingestor(settings)
+    columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    try:
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task(f"importing {path.name}", total=count_messages(path))
+            summary = import_archive(path, settings, ingestor, advance=lambda n: progress.advance(task, n))
+    finally:
+        publisher.close()  # type: ignore[attr-defined]
+    result = summary.as_dict()
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    by_reason = ", ".join(f"{k} {v}" for k, v in result["skipped_by_reason"].items())
+    console.print(f"read {result['read']}: published {result['published']}, skipped {result['skipped']}"
+                  f"{f' ({by_reason})' if by_reason else ''}, dead-lettered {result['dead_lettered']}, "
+                  f"already known {result['duplicates']}")
+
+
 @app.command()
 def migrate() -> None:
     """Bring the warehouse schema to the latest revision."""
@@ -146,6 +309,101 @@ def send(
         console.print(f"[red]{resp.status_code}[/red] {resp.text}")
         raise typer.Exit(1)
     typer.echo(resp.json()["feedback_ids"][0])
+
+
+@app.command()
+def bench(
+    records: Annotated[int | None, typer.Option(min=1, help="Records pushed into feedback.raw "
+                                                "(default 50000; 2000 with --quick).")] = None,
+    stage: Annotated[list[str] | None, typer.Option("--stage", help="Run only this stage (repeatable).")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="A small smoke run (fewer records, 5 s of HTTP).")] = False,
+    http_rate: Annotated[float, typer.Option(min=1, help="Records/s offered through HTTP.")] = 500.0,
+    http_seconds: Annotated[float | None, typer.Option(min=1, help="Seconds of HTTP load (default 20; 5 "
+                                                       "with --quick).")] = None,
+    http_batch: Annotated[int, typer.Option(min=1, max=500, help="Records per HTTP request.")] = 10,
+    processors: Annotated[int, typer.Option(min=1, max=8, help="Processor workers (and baseline workers).")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Write results.json, results.md and the logs here.")] = None,
+) -> None:
+    """Benchmark the pipeline on this machine (records/s, latency, RSS) against a same-run baseline."""
+    import signal
+    import tempfile
+
+    from rich.markup import escape
+
+    from pipeline import bench as b
+
+    def _terminate(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, _terminate)
+    scratch = tempfile.TemporaryDirectory(prefix="feedback-bench-out-")  # logs go here without --out
+    workdir = out or Path(scratch.name)
+    workdir.mkdir(parents=True, exist_ok=True)
+    ctx = b.BenchContext(records=records or (2000 if quick else 50_000), quick=quick, http_rate=http_rate,
+                         http_seconds=http_seconds or (5.0 if quick else 20.0), http_batch=http_batch,
+                         processors=processors, workdir=workdir,
+                         log=lambda m: console.print(m, markup=False, highlight=False))
+    plog.configure("WARNING", "console", "bench")
+    try:
+        results = b.run(ctx, stage)
+    except KeyError as exc:
+        raise ConfigError(str(exc.args[0])) from None
+    except KeyboardInterrupt:
+        console.print("[bench] interrupted: every process it started was stopped", markup=False)
+        raise typer.Exit(130) from None
+    meta = b.meta_for(ctx)
+    if as_json:
+        typer.echo(b.to_json(results, meta))
+    else:
+        wide = Console()
+        Console(width=wide.width if wide.is_terminal else 200).print(b.rich_table(results, meta))
+    if out is not None:
+        for path in b.write_report(out, results, meta):
+            console.print(f"wrote {path}")
+    scratch.cleanup()
+    if ctx.failed:
+        console.print(f"[red]failed stages:[/red] {escape(', '.join(ctx.failed))} (see the notes above)")
+        raise typer.Exit(1)
+
+
+# -- backfill, replay, report, retention (their modules hold the options and the work) -----------
+from connectors.backfill.commands import import_command, replay_command  # noqa: E402
+from sinks.report.commands import report_command  # noqa: E402
+from sinks.warehouse.commands import erase_command, purge_command  # noqa: E402
+
+app.command("import")(import_command)
+app.command("replay")(replay_command)
+app.command("report")(report_command)
+app.command("purge")(purge_command)
+app.command("erase")(erase_command)
+
+# -- enrichment quality (issue 5): the evaluation CLI and the optional category model ----------
+from processors.commands import eval_command, train_categories_command  # noqa: E402
+
+app.command("eval")(eval_command)
+app.command("train-categories")(train_categories_command)
+
+
+@app.command()
+def loadtest(
+    duration: Annotated[int, typer.Option(help="Seconds of sustained load.")] = 300,
+    connections: Annotated[int, typer.Option(help="Concurrent HTTP connections.")] = 16,
+    threads: Annotated[int, typer.Option(help="wrk threads.")] = 1,
+    pg_dsn: Annotated[str | None, typer.Option(
+        envvar="FEEDBACK_LOADTEST_PG_DSN", help="PostgreSQL for the warehouse (a fresh schema); empty: SQLite."
+    )] = "postgresql://postgres@127.0.0.1:5432/test",
+    out: Annotated[Path, typer.Option(help="Directory for the results and logs.")] = Path("bench-results"),
+) -> None:
+    """Sustained load with wrk against the HTTP service while the pipeline drains into the warehouse."""
+    from pipeline import loadtest as lt
+
+    result = lt.run(duration, connections, threads, pg_dsn or None, out, log=console.print)
+    (out / "loadtest.json").write_text(lt.to_json(result))
+    (out / "loadtest.md").write_text(result.markdown())
+    typer.echo(result.markdown())
+    if not result.exact or result.failed:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -40,6 +40,11 @@ class CommonSettings(BaseSettings):
     kafka_ssl_cafile: Path | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Interface of the /metrics, /healthz, /readyz server of the non-HTTP components "
+        "(0.0.0.0 in containers).",
+    )
     customer_hash_key: SecretStr | None = Field(
         default=None,
         description="Key of the customer_ref HMAC; unset: a random key kept in data_dir.",
@@ -149,6 +154,25 @@ class ProcessorSettings(CommonSettings):
     dedupe_window: int = Field(default=100_000, ge=0, description="Recent items remembered for dedupe.")
     processor_batch: int = Field(default=500, ge=1)
     processor_metrics_port: int = Field(default=9101, ge=1, le=65535)
+    # -- enrichment (processors/enrich.py) -----------------------------------------------------
+    sentiment: Literal["ensemble", "textblob", "vader"] = Field(
+        default="ensemble", description="Sentiment analyzer; 'ensemble' is the measured default.")
+    ensemble_neutral_band: float | None = Field(
+        default=None, ge=0.0, lt=1.0,
+        description="Neutral band of the ensemble's score; unset: the band tuned with its weights. "
+        "(FEEDBACK_NEUTRAL_BAND is the textblob analyzer's band.)")
+    category_model: Path | None = Field(
+        default=None, description="joblib file from 'feedback train-categories'; unset: taxonomy only.")
+    phone_regions: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["US", "GB", "DE", "FR"],
+        description="Regions whose national phone formats are redacted (comma-separated ISO codes).")
+
+    @field_validator("phone_regions", mode="before")
+    @classmethod
+    def _split_regions(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [r.strip().upper() for r in value.split(",") if r.strip()]
+        return value
 
 
 class SinkSettings(CommonSettings):
@@ -294,3 +318,18 @@ class AlertSettings(SignalSettings, SinkSettings):
         if info.data.get("alert_smtp_password") and not info.data.get("alert_smtp_username"):
             raise ValueError("FEEDBACK_ALERT_SMTP_PASSWORD needs FEEDBACK_ALERT_SMTP_USERNAME")
         return value
+
+
+# -- backfill, replay, report, retention (connectors/backfill, sinks/report, sinks/warehouse) --------
+class BackfillSettings(SinkSettings):
+    """``feedback import`` / ``feedback replay``: the broker to publish to and the warehouse to ask
+    which feedback ids are already written (duplicates)."""
+
+    import_chunk_size: int = Field(default=500, ge=1, le=10_000, description="Records per broker round trip.")
+
+
+class ReportSettings(SinkSettings):
+    """``feedback report``, ``feedback purge``, ``feedback erase``: they only need the warehouse."""
+
+    report_title: str = Field(default="Customer satisfaction review", max_length=200)
+    report_top_aspects: int = Field(default=8, ge=1, le=50)

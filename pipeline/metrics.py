@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram, start_http_server
+import json
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300)
 
@@ -37,7 +44,169 @@ EVENT_TO_WRITE = Histogram(
     buckets=(*LATENCY_BUCKETS, 3600, 86400, 7 * 86400),
 )
 
+# -- enrichment (processors/enrich.py) -------------------------------------------------------------
+REDACTIONS = Counter("feedback_redactions_total", "PII values replaced by a placeholder.", ["kind"])
+SENTIMENT_NOT_ASSESSED = Counter(
+    "feedback_sentiment_not_assessed_total",
+    "Records not scored for sentiment because of their language.", ["language"],
+)
 
-def serve(port: int, host: str = "127.0.0.1") -> None:
-    """Expose /metrics for a process without its own HTTP server."""
-    start_http_server(port, addr=host)
+# -- support-ticket connectors (connectors/tickets); rejections/skips use REJECTED{source="<system>_webhook"}
+TICKET_ITEMS = Counter(
+    "feedback_ticket_items_total",
+    "Ticket items seen by a ticket connector, by what became of them (feedback, state, skipped reason).",
+    ["system", "kind"],
+)
+TICKET_POLL_REQUESTS = Counter(
+    "feedback_ticket_poll_requests_total", "API requests of a ticket poller, by outcome.", ["connector", "outcome"]
+)
+TICKET_POLL_CHECKPOINT = Gauge(
+    "feedback_ticket_poll_checkpoint_timestamp_seconds",
+    "When a ticket poller last advanced its cursor checkpoint (after the broker's ack).",
+    ["connector"],
+)
+
+# -- e-mail connector (connectors/email); skips and dead letters also count in REJECTED{source="email"}
+EMAIL_MESSAGES = Counter(
+    "feedback_email_messages_total",
+    "E-mails read (IMAP or archive import), by outcome: published, skipped, dead_lettered, duplicate.",
+    ["outcome"],
+)
+EMAIL_CONNECTION_ERRORS = Counter(
+    "feedback_email_connection_errors_total", "IMAP/broker failures of the e-mail connector (retried).", ["kind"]
+)
+EMAIL_UIDVALIDITY_RESETS = Counter(
+    "feedback_email_uidvalidity_resets_total", "Folders re-read because their UIDVALIDITY changed.", ["folder"]
+)
+EMAIL_CHECKPOINT_UID = Gauge(
+    "feedback_email_checkpoint_uid", "Last UID of a folder acknowledged by the broker.", ["folder"]
+)
+
+# -- degrading signals and alerts (processors/signals, sinks/alerts) ------------------------------
+SIGNAL_OBSERVATIONS = Counter(
+    "feedback_signal_observations_total",
+    "Enriched records seen by the signal windows, by outcome (counted, late, duplicate, skipped, invalid).",
+    ["outcome"],
+)
+SIGNAL_WINDOWS_CLOSED = Counter(
+    "feedback_signal_windows_closed_total", "Event-time windows closed and published.", ["scope_type"]
+)
+SIGNAL_WATERMARK = Gauge(
+    "feedback_signal_watermark_seconds", "Event-time watermark of the signal windows (unix time)."
+)
+SIGNAL_VALUE = Gauge(
+    "feedback_signal_value", "Value of a signal in the latest judged window of its scope.",
+    ["signal", "scope_type", "scope_value"],
+)
+ALERT_ACTIVE = Gauge(
+    "feedback_alert_active", "1 while an alert is open or acknowledged for (signal, scope), else 0.",
+    ["signal", "scope_type", "scope_value", "severity"],
+)
+ALERT_EVENTS = Counter("feedback_alert_events_total", "Alert lifecycle events.", ["signal", "event"])
+ALERT_DELIVERIES = Counter(
+    "feedback_alert_deliveries_total", "Alert notification attempts, by channel and outcome.", ["channel", "outcome"]
+)
+ALERT_OUTBOX_PENDING = Gauge(
+    "feedback_alert_outbox_pending", "Alert notifications not yet delivered, by channel.", ["channel"]
+)
+CONSUMER_LAG = Gauge(
+    "feedback_consumer_lag", "Records behind the end of the topic (unreliable on the embedded broker).",
+    ["component", "topic"],
+)
+
+# -- backfill, replay, retention (connectors/backfill, sinks/warehouse/retention.py) -------------
+IMPORT_ROWS = Counter(
+    "feedback_import_rows_total", "Rows read by `feedback import`, by outcome (published, rejected, duplicate).",
+    ["outcome"],
+)
+REPLAYED = Counter(
+    "feedback_replayed_total", "Dead letters looked at by `feedback replay`, by outcome.", ["outcome"]
+)
+RETENTION_DELETED = Counter(
+    "feedback_retention_deleted_total", "Warehouse rows deleted by purge or erasure.", ["action", "table"]
+)
+
+
+Readiness = Callable[[], bool]
+
+
+def broker_reachable(bootstrap: str, timeout: float = 1.0) -> bool:
+    """True when at least one of the comma-separated ``host:port`` bootstrap servers accepts a TCP connection."""
+    import socket
+
+    for server in (s.strip() for s in bootstrap.split(",") if s.strip()):
+        host, _, port = server.rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # probes come every few seconds: no access log
+        pass
+
+
+class HealthApp:
+    """WSGI app of a component without its own HTTP server: ``/metrics``, ``/healthz``, ``/readyz``.
+
+    Guarantees: ``/healthz`` answers 200 while the process can serve requests (liveness);
+    ``/readyz`` answers 200 only when the component's readiness callable returns true, and 503
+    with a JSON error body when it returns false or raises (it never raises itself); every other
+    path is Prometheus' exposition of this process's registry.
+    """
+
+    def __init__(self, ready: Readiness) -> None:
+        self.ready = ready
+        self.metrics_app = make_wsgi_app()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "/")
+        if path == "/healthz":
+            return self._json(start_response, "200 OK", {"status": "ok"})
+        if path == "/readyz":
+            try:
+                ok = bool(self.ready())
+            except Exception:  # readiness must never raise
+                ok = False
+            if ok:
+                return self._json(start_response, "200 OK", {"status": "ready"})
+            return self._json(start_response, "503 Service Unavailable",
+                              {"error": "not_ready", "message": "the broker is not reachable or the component "
+                               "has not started", "details": []})
+        return self.metrics_app(environ, start_response)  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _json(start_response: Callable[..., Any], status: str, body: dict[str, Any]) -> list[bytes]:
+        data = json.dumps(body).encode()
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+        return [data]
+
+
+def serve(port: int, host: str | None = None, ready: Readiness | None = None) -> ThreadingWSGIServer:
+    """Serve ``/metrics``, ``/healthz`` and ``/readyz`` on a daemon thread; returns the server.
+
+    ``host`` defaults to ``FEEDBACK_METRICS_HOST`` (``127.0.0.1``; ``0.0.0.0`` in containers so that
+    Prometheus and the orchestrator's probes reach it). ``ready`` is the component's readiness
+    check; the default checks that a bootstrap server of ``FEEDBACK_KAFKA_BOOTSTRAP`` accepts
+    connections. A port already in use is a :class:`~pipeline.errors.ConfigError`.
+    """
+    from pipeline.config import CommonSettings, load
+    from pipeline.errors import ConfigError
+
+    if host is None or ready is None:
+        common = load(CommonSettings)
+        host = common.metrics_host if host is None else host
+        if ready is None:
+            bootstrap = common.bootstrap
+            ready = lambda: broker_reachable(bootstrap)  # noqa: E731
+    try:
+        server = make_server(host, port, HealthApp(ready), ThreadingWSGIServer, handler_class=_QuietHandler)
+    except OSError as exc:
+        raise ConfigError(f"cannot serve /metrics on {host}:{port}: {exc.strerror or exc} "
+                          "(set the component's FEEDBACK_*_METRICS_PORT)") from exc
+    thread = threading.Thread(target=server.serve_forever, name=f"metrics-{port}", daemon=True)
+    thread.start()
+    return server

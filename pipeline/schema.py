@@ -33,9 +33,14 @@ FEEDBACK_NAMESPACE = uuid.UUID("6f1c0c2e-5b7a-5d0e-9a57-3c1f9b0e7d42")
 
 Source = Literal["email", "webform", "ticket", "event"]
 SentimentLabel = Literal["negative", "neutral", "positive"]
+#: ``not_assessed``: the text is not in a language the analyzer supports (see ``detected_language``);
+#: it was deliberately not scored, so it must not count as neutral in sentiment statistics.
+SentimentLabelOrNone = Literal["negative", "neutral", "positive", "not_assessed"]
 NpsClass = Literal["detractor", "passive", "promoter"]
 
 MAX_TEXT_CHARS = 64 * 1024
+#: Bound of ``FeedbackRecord.original_text`` (characters); keeps a record within a default Kafka message.
+MAX_ORIGINAL_CHARS = 256 * 1024
 
 
 def utcnow() -> datetime:
@@ -54,8 +59,15 @@ ShortStr = Annotated[str, Field(max_length=500)]
 
 
 def derive_feedback_id(source: str, source_ref: str) -> uuid.UUID:
-    """The deterministic identity of one feedback item: UUIDv5 of ``source:source_ref``."""
-    return uuid.uuid5(FEEDBACK_NAMESPACE, f"{source}:{source_ref}")
+    """The deterministic identity of one feedback item: UUIDv5 of ``source:source_ref``.
+
+    Total over every ``str``: text holding surrogates (undecodable bytes kept by ``surrogateescape``)
+    is hashed by those bytes, so no input can make identity fail.
+    """
+    name = f"{source}:{source_ref}"
+    if not name.isascii():
+        name = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return uuid.uuid5(FEEDBACK_NAMESPACE, name)
 
 
 def customer_ref(address: str, key: bytes) -> str:
@@ -100,6 +112,12 @@ class FeedbackRecord(_Model):
     )
     subject: Annotated[str, Field(max_length=1000)] | None = None
     text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS, description="The customer's words.")
+    original_text: Annotated[str, Field(max_length=MAX_ORIGINAL_CHARS)] | None = Field(
+        default=None,
+        description="The input before the connector cut it down to `text`, e.g. an e-mail's whole body "
+        "with quoted replies and signature (bounded; attributes.original_truncated says when cut). "
+        "For audit and re-processing from the raw topic; not a warehouse column.",
+    )
     language: Annotated[str, Field(pattern=r"^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})*$")] | None = None
     nps_score: Annotated[int, Field(ge=0, le=10)] | None = Field(default=None, description="NPS 0-10.")
     csat_score: Annotated[int, Field(ge=1, le=5)] | None = Field(default=None, description="CSAT 1-5.")
@@ -142,14 +160,38 @@ class FeedbackRecord(_Model):
         """The Kafka key: the feedback id."""
         return str(self.feedback_id).encode()
 
+    @property
+    def is_ticket_state(self) -> bool:
+        """A ticket-state record (``attributes.ticket_event == "state"``): a status/priority/tags/group
+        change of a support ticket. It updates the warehouse's ``tickets`` table only; it is not
+        customer feedback, so it gets no ``feedback`` row and must not count in feedback signals."""
+        return self.source == "ticket" and self.attributes.get("ticket_event") == TICKET_STATE_EVENT
+
+
+#: ``attributes.ticket_event`` of a ticket-state record (see :attr:`FeedbackRecord.is_ticket_state`).
+TICKET_STATE_EVENT = "state"
+
 
 class Sentiment(_Model):
-    """Sentiment of one text: polarity in [-1, 1], subjectivity in [0, 1], and a three-way label."""
+    """Sentiment of one text: polarity in [-1, 1], subjectivity in [0, 1], and a three-way label.
 
-    polarity: float = Field(ge=-1.0, le=1.0)
-    subjectivity: float = Field(ge=0.0, le=1.0)
-    label: SentimentLabel
-    analyzer: str = "textblob"
+    Guarantees: ``label`` is ``not_assessed`` exactly when the text was not scored (unsupported
+    language); then ``score`` and ``confidence`` are ``None`` and polarity/subjectivity are 0.
+    """
+
+    polarity: float = Field(
+        ge=-1.0, le=1.0, description="TextBlob's lexicon polarity (VADER's compound for 'vader').")
+    subjectivity: float = Field(ge=0.0, le=1.0, description="TextBlob's lexicon subjectivity.")
+    label: SentimentLabelOrNone = Field(
+        description="negative|neutral|positive from the analyzer's calibrated neutral band; "
+        "not_assessed for text in a language the analyzer does not support.")
+    analyzer: str = Field(default="textblob", description="Analyzer that produced it (ensemble|textblob|vader).")
+    score: float | None = Field(
+        default=None, ge=-1.0, le=1.0,
+        description="The analyzer's sentiment score in [-1, 1] (ensemble: P(positive) - P(negative)); "
+        "the label is neutral when |score| is within the analyzer's neutral band.")
+    confidence: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="The analyzer's confidence in the label, in [0, 1].")
 
 
 class CategoryTag(_Model):
@@ -159,13 +201,37 @@ class CategoryTag(_Model):
     confidence: float = Field(ge=0.0, le=1.0)
 
 
+class Aspect(_Model):
+    """One sentence of the text x one category it mentions, with that sentence's sentiment."""
+
+    sentence: int = Field(ge=0, description="0-based index of the sentence in the (redacted) text.")
+    text: Annotated[str, Field(max_length=MAX_TEXT_CHARS)] = Field(description="The sentence (redacted).")
+    category: str = Field(min_length=1, max_length=100, description="Category of the sentence ('other' if none).")
+    confidence: float = Field(ge=0.0, le=1.0, description="Category confidence in [0, 1].")
+    label: SentimentLabelOrNone = Field(description="Sentiment label of the sentence.")
+    score: float | None = Field(default=None, ge=-1.0, le=1.0, description="Sentiment score of the sentence.")
+
+
 class EnrichedFeedback(FeedbackRecord):
-    """A feedback record after the processors: sentiment, categories (never empty) and NPS class."""
+    """A feedback record after the processors: sentiment, categories (never empty) and NPS class.
+
+    Guarantees: ``text`` and ``subject`` carry no e-mail address, phone number, payment card number,
+    IBAN or IP address (replaced by typed placeholders such as ``[EMAIL]``; ``redactions`` counts them).
+    """
 
     sentiment: Sentiment
     categories: list[CategoryTag] = Field(min_length=1)
     nps_class: NpsClass | None = None
     processed_at: UtcDatetime = Field(default_factory=utcnow)
+    aspects: list[Aspect] = Field(
+        default_factory=list, description="Per sentence x category: the category and its sentiment.")
+    redacted: bool = Field(default=False, description="True when any PII was replaced by a placeholder.")
+    redactions: dict[str, int] = Field(
+        default_factory=dict, description="Placeholders inserted, by kind (email, phone, card, iban, ip).")
+    detected_language: Annotated[str, Field(max_length=35)] | None = Field(
+        default=None, description="ISO 639-1 code detected from the text; 'und' when undetermined.")
+    language_confidence: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Confidence of detected_language, in [0, 1].")
 
 
 class DeadLetter(_Model):
@@ -230,6 +296,54 @@ class Alert(_Model):
     opened_at: UtcDatetime
     resolved_at: UtcDatetime | None = None
     summary: Annotated[str, Field(max_length=2000)]
+    # -- lifecycle event carried on feedback.alerts (one message per event; all optional) --------
+    event: Literal["opened", "updated", "escalated", "acknowledged", "resolved", "note"] | None = Field(
+        default=None, description="What happened to the alert in this message.")
+    event_id: uuid.UUID | None = Field(default=None, description="Idempotency key of this event.")
+    event_at: UtcDatetime | None = None
+    actor: ShortStr | None = Field(default=None, description="'detector' or the operator who acted.")
+    note: Annotated[str, Field(max_length=2000)] | None = None
+    first_window_start: UtcDatetime | None = Field(default=None, description="Window that opened the alert.")
+    sample_size: int | None = Field(default=None, ge=0, description="Responses in the latest window.")
+    z_score: float | None = Field(default=None, description="Standardized deviation of the latest window.")
+    acknowledged_at: UtcDatetime | None = None
+    acknowledged_by: ShortStr | None = None
+
+
+class SignalWindow(_Model):
+    """One closed event-time window of one scope (topic ``feedback.signals``, table ``signal_windows``).
+
+    Guarantees: counts are of distinct feedback ids whose ``event_time`` lies in
+    ``[window_start, window_end)``; ``window_id`` is a UUIDv5 of scope and window, so a re-emitted
+    window has the same id; shares and means are ``None`` when nothing was there to average.
+    """
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    window_id: uuid.UUID
+    scope_type: Literal["overall", "source", "category", "product", "channel"]
+    scope_value: ShortStr
+    window_start: UtcDatetime
+    window_end: UtcDatetime
+    window_seconds: int = Field(gt=0)
+    volume: int = Field(ge=0)
+    negative: int = Field(ge=0)
+    neutral: int = Field(ge=0)
+    positive: int = Field(ge=0)
+    negative_share: float | None = Field(default=None, ge=0, le=1)
+    sentiment_mean: float | None = Field(default=None, ge=-1, le=1)
+    sentiment_std: float | None = Field(default=None, ge=0, description="Population standard deviation.")
+    nps_responses: int = Field(default=0, ge=0)
+    promoters: int = Field(default=0, ge=0)
+    detractors: int = Field(default=0, ge=0)
+    nps: float | None = Field(default=None, ge=-100, le=100, description="Promoters minus detractors, in %.")
+    csat_responses: int = Field(default=0, ge=0)
+    csat_mean: float | None = Field(default=None, ge=1, le=5)
+    csat_std: float | None = Field(default=None, ge=0)
+    closed_at: UtcDatetime = Field(default_factory=utcnow)
+
+    def key_bytes(self) -> bytes:
+        """The Kafka key: the scope, so one scope's windows stay in order on one partition."""
+        return f"{self.scope_type}:{self.scope_value}".encode()
 
 
 #: The published JSON Schema files, by file name.
@@ -238,6 +352,7 @@ PUBLISHED_MODELS: dict[str, type[BaseModel]] = {
     "enriched-feedback.schema.json": EnrichedFeedback,
     "dead-letter.schema.json": DeadLetter,
     "alert.schema.json": Alert,
+    "signal-window.schema.json": SignalWindow,
 }
 
 

@@ -69,8 +69,13 @@ class Supervisor:
         self.children += [
             Child("sink", [*me, "sink", "warehouse"]),
             Child("processor", [*me, "process"]),
+            Child("alerts", [*me, "sink", "alerts"]),  # degrading signals -> alerts (issue 6)
             Child("http", [*me, "serve-http"]),
         ]
+        from connectors.email.settings import imap_configured
+
+        if imap_configured():  # FEEDBACK_IMAP_HOST is set: the e-mail connector runs too
+            self.children.append(Child("email", [*me, "connector", "email"]))
         self._stopping = False
 
     def _signal(self, signum: int, _frame: object) -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass
+from typing import Any
 
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
 
 from pipeline.config import CommonSettings
 from pipeline.errors import TransientError
@@ -20,7 +21,8 @@ RAW = "feedback.raw"
 ENRICHED = "feedback.enriched"
 ALERTS = "feedback.alerts"
 DLQ = "feedback.dlq"
-ALL = (RAW, ENRICHED, ALERTS, DLQ)
+SIGNALS = "feedback.signals"  # closed event-time signal windows (processors/signals)
+ALL = (RAW, ENRICHED, ALERTS, DLQ, SIGNALS)
 
 
 @dataclass(frozen=True)
@@ -31,14 +33,15 @@ class Topics:
     enriched: str
     alerts: str
     dlq: str
+    signals: str = SIGNALS
 
     @classmethod
     def from_settings(cls, settings: CommonSettings) -> Topics:
         p = settings.topic_prefix
-        return cls(raw=p + RAW, enriched=p + ENRICHED, alerts=p + ALERTS, dlq=p + DLQ)
+        return cls(raw=p + RAW, enriched=p + ENRICHED, alerts=p + ALERTS, dlq=p + DLQ, signals=p + SIGNALS)
 
     def all(self) -> tuple[str, ...]:
-        return (self.raw, self.enriched, self.alerts, self.dlq)
+        return (self.raw, self.enriched, self.alerts, self.dlq, self.signals)
 
 
 def ensure_topics(settings: CommonSettings, timeout: float = 30.0) -> Topics:
@@ -77,3 +80,21 @@ def ensure_topics(settings: CommonSettings, timeout: float = 30.0) -> Topics:
         finally:
             admin.close()
     raise TransientError(f"could not provision topics on {settings.bootstrap}: {last}", retry_after=5)
+
+
+def commit_processed(consumer: KafkaConsumer, batch: list[Any]) -> str | None:
+    """Commit the offsets just after the last record of each partition in ``batch``.
+
+    Returns None, or the reason the commit failed (after a rebalance the records are redelivered;
+    every sink's writes are idempotent, so that is harmless).
+    """
+    offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+    for msg in batch:
+        tp = TopicPartition(msg.topic, msg.partition)
+        if tp not in offsets or offsets[tp].offset < msg.offset + 1:
+            offsets[tp] = OffsetAndMetadata(msg.offset + 1, "", -1)
+    try:
+        consumer.commit(offsets)
+    except (CommitFailedError, KafkaError) as exc:
+        return str(exc)
+    return None

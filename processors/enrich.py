@@ -1,6 +1,10 @@
 """The enrichment step as plain functions: raw bytes -> FeedbackRecord -> EnrichedFeedback.
 
-Unit-tested without Kafka; the faust agent only calls these.
+Order (each step sees only what the previous one produced): normalise the text; redact PII from
+text, subject and string attributes; detect the language; split sentences; score sentiment per
+sentence and overall (only English is scored: other languages are ``not_assessed``); tag
+categories per sentence (model, else taxonomy, else ``other``); build aspects. Unit-tested
+without Kafka; the faust agent and ``feedback eval`` both call :meth:`Enricher.assess`.
 """
 
 from __future__ import annotations
@@ -10,14 +14,22 @@ import json
 import re
 import unicodedata
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
+from pipeline import metrics
 from pipeline.errors import RecordError
 from pipeline.schema import EnrichedFeedback, FeedbackRecord, nps_class
-from processors import sentiment
-from processors.taxonomy import Taxonomy
+from processors import aspects as aspect_builder
+from processors import language
+from processors.categories_model import CategoryModel
+from processors.redact import DEFAULT_REGIONS, Redactor
+from processors.sentences import split_sentences
+from processors.sentiment import Analyzer, get_analyzer, not_assessed
+from processors.taxonomy import FALLBACK, Taxonomy, merge_hits
 
 # Zero-width and other format characters that render as nothing.
 _INVISIBLE = re.compile(r"[\u200b-\u200f\u2060-\u2064\ufeff\u00ad]")
@@ -46,7 +58,8 @@ def _summarize(exc: ValidationError) -> str:
 def normalize_text(text: str) -> str:
     """NFC, invisible characters removed, runs of blanks folded (line breaks kept)."""
     text = unicodedata.normalize("NFC", _INVISIBLE.sub("", text))
-    text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) != "Cc")
+    if not text.isprintable():
+        text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) != "Cc")
     text = re.sub(r"[ \t\r\f\v]+", " ", text)
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 
@@ -58,24 +71,159 @@ def content_hash(record: FeedbackRecord) -> str:
 
 
 @dataclass
+class Assessment:
+    """What the enrichment found in one text (already redacted); plain dicts with the fields of
+    :class:`~pipeline.schema.Sentiment`, :class:`~pipeline.schema.CategoryTag` and
+    :class:`~pipeline.schema.Aspect`, validated once in :meth:`Enricher.enrich`."""
+
+    text: str
+    redactions: dict[str, int]
+    language: language.Detection
+    sentiment: dict[str, Any]
+    categories: list[dict[str, Any]]
+    aspects: list[dict[str, Any]]
+    subject: str | None = None
+
+
+@dataclass
 class Enricher:
-    """Turns a valid record into an enriched one. Raises RecordError for content it cannot use."""
+    """Turns a valid record into an enriched one. Raises RecordError for content it cannot use.
+
+    Guarantees: the enriched record's text, subject and string attributes hold no PII the
+    :class:`~processors.redact.Redactor` finds; only English (or letter-less) text is scored with
+    the English lexicons; categories are never empty; the result is a validated
+    :class:`EnrichedFeedback`. Settings not given are read from ``FEEDBACK_*``
+    (``FEEDBACK_SENTIMENT``, ``FEEDBACK_CATEGORY_MODEL``, ``FEEDBACK_PHONE_REGIONS``, ...).
+    """
 
     taxonomy: Taxonomy
-    neutral_band: float = 0.1
+    neutral_band: float = 0.1  # the textblob analyzer's band (FEEDBACK_NEUTRAL_BAND)
+    analyzer: Analyzer | str | None = None
+    category_model: CategoryModel | Path | None = None
+    phone_regions: tuple[str, ...] | None = None
+    ensemble_band: float | None = None
+    redactor: Redactor = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.analyzer is None or self.phone_regions is None:
+            from pipeline.config import ProcessorSettings, load
+
+            settings = load(ProcessorSettings)
+            if self.analyzer is None:
+                self.analyzer = settings.sentiment
+                self.category_model = self.category_model or settings.category_model
+                self.ensemble_band = settings.ensemble_neutral_band
+            if self.phone_regions is None:
+                self.phone_regions = tuple(settings.phone_regions)
+        if isinstance(self.analyzer, str):
+            band = self.neutral_band if self.analyzer == "textblob" else self.ensemble_band
+            self.analyzer = get_analyzer(self.analyzer, band if self.analyzer != "vader" else None)
+        if isinstance(self.category_model, (str, Path)):
+            self.category_model = CategoryModel.load(Path(self.category_model))
+        self.redactor = Redactor(self.phone_regions or DEFAULT_REGIONS)
+        self.assess("Warm up: load the lexicons and the language model now, not on the first record.")
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Enricher:
+        """An enricher configured by ProcessorSettings."""
+        return cls(Taxonomy.load(settings.taxonomy_file), settings.neutral_band, settings.sentiment,
+                   settings.category_model, tuple(settings.phone_regions), settings.ensemble_neutral_band)
+
+    @property
+    def analyzer_name(self) -> str:
+        return getattr(self.analyzer, "name", "unknown")
+
+    def prepare(self, text: str) -> tuple[str, dict[str, int], language.Detection, list[str]]:
+        """The first steps of :meth:`assess`: redacted text, counts, language and sentences."""
+        red = self.redactor.redact(text)
+        detected = language.detect(red.text)
+        return red.text, dict(red.counts), detected, split_sentences(red.text) or [red.text]
+
+    def assess(self, text: str, subject: str | None = None, declared_language: str | None = None) -> Assessment:
+        """Redact, detect the language, score and tag one (normalised) text."""
+        text, counts, detected, sentences = self.prepare(text)
+        if subject:
+            rs = self.redactor.redact(subject)
+            subject = rs.text
+            for k, n in rs.counts.items():
+                counts[k] = counts.get(k, 0) + n
+        if assessable(detected, declared_language):
+            assert isinstance(self.analyzer, Analyzer)
+            overall, per_sentence = self.analyzer.scores(text, sentences)
+        else:
+            overall = not_assessed(self.analyzer_name)
+            per_sentence = [overall] * len(sentences)
+            metrics.SENTIMENT_NOT_ASSESSED.labels(detected.language).inc()
+        sentence_cats, categories = self._categories(sentences, subject)
+        return Assessment(text, counts, detected, overall,
+                          [{"name": n, "confidence": c} for n, c in categories],
+                          aspect_builder.build(sentences, per_sentence, sentence_cats), subject)
+
+    def _categories(
+        self, sentences: list[str], subject: str | None
+    ) -> tuple[list[list[tuple[str, float]]], list[tuple[str, float]]]:
+        hits = [self.taxonomy.hits(s) for s in sentences]
+        per_sentence = [self.taxonomy.scored(h) for h in hits]
+        if len(sentences) == 1 and not subject:
+            overall = per_sentence[0]
+        else:
+            overall = self.taxonomy.scored(merge_hits([*hits, self.taxonomy.hits(subject) if subject else {}]))
+        if isinstance(self.category_model, CategoryModel):
+            known = set(self.category_model.classes)
+            joined = f"{subject or ''}\n{' '.join(sentences)}".strip()
+            predicted = self.category_model.predict([joined, *sentences])
+            overall, *per_sentence = [_combine(p, t, known) for p, t in zip(predicted, [overall, *per_sentence],
+                                                                                strict=True)]
+        return per_sentence, overall
 
     def enrich(self, record: FeedbackRecord) -> EnrichedFeedback:
         text = normalize_text(record.text)
         if not text:
             raise RecordError("empty_text", "the text holds no visible characters")
+        a = self.assess(text, record.subject, record.language)
         data = record.model_dump()
-        data["text"] = text
-        return EnrichedFeedback(
-            **data,
-            sentiment=sentiment.analyze(text, self.neutral_band),
-            categories=self.taxonomy.tag(f"{record.subject or ''}\n{text}"),
+        counts = a.redactions
+        if record.attributes:
+            attributes, attr_counts = self.redactor.redact_many(record.attributes)
+            data["attributes"] = attributes
+            for k, n in attr_counts.items():
+                counts[k] = counts.get(k, 0) + n
+        for kind, n in counts.items():
+            metrics.REDACTIONS.labels(kind).inc(n)
+        data.update(
+            text=a.text,
+            subject=a.subject,
+            original_text=None,  # the raw topic keeps the original; nothing unredacted goes further
+            sentiment=a.sentiment,
+            categories=a.categories,
             nps_class=nps_class(record.nps_score),
+            aspects=a.aspects,
+            redacted=bool(counts),
+            redactions=counts,
+            detected_language=a.language.language,
+            language_confidence=a.language.confidence,
         )
+        try:
+            return EnrichedFeedback.model_validate(data)
+        except ValidationError as exc:  # e.g. a text that redaction made longer than the limit
+            raise RecordError("enrichment_invalid", _summarize(exc)) from exc
+
+
+def _combine(model: list[Any], taxonomy: list[tuple[str, float]], known: set[str]) -> list[tuple[str, float]]:
+    """The model's categories, plus the taxonomy's for categories the model was not trained on."""
+    out = [(t.name, t.confidence) for t in model]
+    out += [(n, c) for n, c in taxonomy if n not in known and n != FALLBACK]
+    out.sort(key=lambda x: (-x[1], x[0]))
+    return out or [(FALLBACK, 1.0)]
+
+
+def assessable(detected: language.Detection, declared: str | None) -> bool:
+    """English text is scored; so is text without letters (emoji); others are not assessed."""
+    if detected.is_english or not detected.has_letters:
+        return True
+    if detected.confidence < language.MIN_CONFIDENCE and declared:
+        return declared.lower().split("-")[0] == "en"
+    return False
 
 
 class RecentSet:

@@ -1,10 +1,47 @@
-"""Sentiment of a text with TextBlob's lexicon, labelled with a neutral band around zero."""
+"""Sentiment analyzers: ``ensemble`` (the default), ``textblob`` and ``vader``, chosen by FEEDBACK_SENTIMENT.
+
+The ensemble combines, per sentence, TextBlob's lexicon (polarity, subjectivity), VADER's lexicon
+and rules (negation, boosters, "but", capitals, punctuation), a customer-service phrase lexicon
+(:mod:`processors.lexicon`) and word/bigram weights, in one multinomial logistic model whose weights
+and neutral band were tuned on the tune split of the evaluation data (``docs/evaluation.md``,
+``make eval``). Sentences are combined with contrast weights: when a sentence opens with "but",
+"however", ... what comes before it counts half and what follows counts one and a half.
+
+Guarantees: every analyzer scores the whole text and each sentence with the same code the
+evaluation runs; scores are in [-1, 1]; labels come from the analyzer's neutral band.
+"""
 
 from __future__ import annotations
 
-from textblob import TextBlob
+import json
+import math
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
 
+import textblob.en
+from textblob import TextBlob
+from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+from pipeline.errors import ConfigError
 from pipeline.schema import Sentiment, SentimentLabel
+from processors import lexicon
+from processors.sentences import split_sentences, tokens
+
+ANALYZERS = ("ensemble", "textblob", "vader")
+CLASSES = ("negative", "neutral", "positive")
+DENSE_FEATURES = ("tb_polarity", "tb_subjectivity", "vader_compound", "vader_pos", "vader_neg",
+                  "cs_pos", "cs_neg")
+VADER_BAND = 0.05  # VADER's documented thresholds: compound >= 0.05 positive, <= -0.05 negative
+#: Bands tried when a baseline's band is tuned for comparison (make eval).
+BANDS_FOR_BASELINES = tuple(round(0.025 * i, 3) for i in range(25))
+_CONTRAST = re.compile(r"^\W*(but|however|though|although|yet|nevertheless|nonetheless|still,)\b", re.I)
+_VADER_ALPHA = 15.0  # VADER's normalisation constant: compound = x / sqrt(x^2 + alpha)
 
 
 def label_for(polarity: float, neutral_band: float) -> SentimentLabel:
@@ -16,13 +53,297 @@ def label_for(polarity: float, neutral_band: float) -> SentimentLabel:
     return "neutral"
 
 
-def analyze(text: str, neutral_band: float = 0.1) -> Sentiment:
-    polarity, subjectivity = TextBlob(text).sentiment
-    polarity = max(-1.0, min(1.0, float(polarity)))
-    subjectivity = max(0.0, min(1.0, float(subjectivity)))
-    return Sentiment(
-        polarity=round(polarity, 4),
-        subjectivity=round(subjectivity, 4),
-        label=label_for(polarity, neutral_band),
-        analyzer="textblob",
-    )
+def _clip(x: float, lo: float = -1.0, hi: float = 1.0) -> float:
+    return max(lo, min(hi, x))
+
+
+@cache
+def _vader() -> SentimentIntensityAnalyzer:
+    return SentimentIntensityAnalyzer()
+
+
+class _TextBlobLexicon(textblob.en.Sentiment):  # type: ignore[misc]
+    """TextBlob's English sentiment lexicon and its rules (``assessments``: modifiers, negation,
+    "!"), loaded once up front, so lookups are plain dict lookups instead of lazydict's per-call
+    loading check (which costs more than the rules themselves)."""
+
+    __contains__ = dict.__contains__
+    __getitem__ = dict.__getitem__
+
+
+@cache
+def textblob_lexicon() -> _TextBlobLexicon:
+    """The lexicon configured exactly as ``textblob.en.sentiment`` (what ``TextBlob.sentiment`` uses)."""
+    lex = _TextBlobLexicon(path=os.path.join(textblob.en.MODULE, "en-sentiment.xml"), synset="wordnet_id",
+                           negations=("no", "not", "n't", "never"), modifiers=("RB",),
+                           modifier=lambda w: w.endswith("ly"), language="en")
+    lex.load()
+    return lex
+
+
+@dataclass(slots=True)
+class SentenceSignals:
+    """Everything the ensemble reads from one sentence."""
+
+    tokens: list[str]
+    tb: list[tuple[float, float]]  # TextBlob lexicon assessments: (polarity, subjectivity)
+    compound: float
+    pos: float
+    neg: float
+    cs_pos: float
+    cs_neg: float
+    weight: float = 1.0
+
+
+def sentence_signals(sentence: str) -> SentenceSignals:
+    toks = tokens(sentence)
+    assessed = textblob_lexicon().assessments(((w, None) for w in toks), negation=True)
+    v = _vader().polarity_scores(sentence)
+    cs_pos, cs_neg = lexicon.score(toks)
+    return SentenceSignals(toks, [(a[1], a[2]) for a in assessed], v["compound"], v["pos"], v["neg"],
+                           cs_pos, cs_neg)
+
+
+def contrast_weights(sentences: Sequence[str]) -> list[float]:
+    """1.0 each, unless a later sentence opens with a contrast: before it 0.5, from it on 1.5."""
+    last = max((i for i, s in enumerate(sentences) if i > 0 and _CONTRAST.match(s)), default=0)
+    if not last:
+        return [1.0] * len(sentences)
+    return [0.5 if i < last else 1.5 for i in range(len(sentences))]
+
+
+def dense_features(sigs: Sequence[SentenceSignals]) -> list[float]:
+    """The dense features of one or more sentences (weighted by their contrast weights)."""
+    tb_w = tb_p = tb_s = raw = tok_w = pos = neg = cs_pos = cs_neg = 0.0
+    for s in sigs:
+        for p, subj in s.tb:
+            tb_w += s.weight
+            tb_p += s.weight * p
+            tb_s += s.weight * subj
+        c = _clip(s.compound, -0.9999, 0.9999)
+        raw += s.weight * c * math.sqrt(_VADER_ALPHA / (1 - c * c))
+        n = s.weight * max(1, len(s.tokens))
+        tok_w += n
+        pos += n * s.pos
+        neg += n * s.neg
+        cs_pos += s.weight * s.cs_pos
+        cs_neg += s.weight * s.cs_neg
+    compound = raw / math.sqrt(raw * raw + _VADER_ALPHA)
+    return [tb_p / tb_w if tb_w else 0.0, tb_s / tb_w if tb_w else 0.0, compound,
+            pos / tok_w if tok_w else 0.0, neg / tok_w if tok_w else 0.0, cs_pos, cs_neg]
+
+
+def bag_of_terms(sigs: Sequence[SentenceSignals]) -> dict[str, float]:
+    """Unigrams and bigrams (``"not good"``) of the sentences, counted with their contrast weights."""
+    bag: dict[str, float] = {}
+    for s in sigs:
+        toks = s.tokens
+        for i, t in enumerate(toks):
+            bag[t] = bag.get(t, 0.0) + s.weight
+            if i:
+                b = f"{toks[i - 1]} {t}"
+                bag[b] = bag.get(b, 0.0) + s.weight
+    return bag
+
+
+@dataclass
+class EnsembleModel:
+    """Weights of the ensemble: a three-class logistic model over dense features and terms."""
+
+    intercept: list[float]
+    dense: list[list[float]]  # per class, per DENSE_FEATURES
+    terms: dict[str, list[float]]  # term -> per-class weight
+    band: float
+    cs_prior: float = 0.0  # extra weight of the customer-service lexicon (a domain prior, not tuned)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> EnsembleModel:
+        try:
+            if path is None:
+                text = resources.files(__package__).joinpath("sentiment_model.json").read_text()
+            else:
+                text = Path(path).read_text()
+            data = json.loads(text)
+            return cls(data["intercept"], data["dense"], data["terms"], float(data["band"]),
+                       float(data.get("cs_prior", 0.0)), data.get("meta", {}))
+        except (OSError, ValueError, KeyError) as exc:
+            raise ConfigError(f"sentiment model {path or 'shipped'}: {exc}") from exc
+
+    def save(self, path: Path) -> None:
+        data = {"intercept": self.intercept, "dense": self.dense, "band": self.band,
+                "cs_prior": self.cs_prior, "meta": self.meta, "terms": self.terms}
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, separators=(",", ":"), sort_keys=False) + "\n")
+        tmp.replace(path)  # atomic: a running processor never reads half a file
+
+    def term_margins(self, toks: Sequence[str]) -> list[float]:
+        """The three classes' margins from the unigrams and bigrams of one sentence's tokens."""
+        m0 = m1 = m2 = 0.0
+        get = self.terms.get
+        prev = None
+        for t in toks:
+            tw = get(t)
+            if tw is not None:
+                m0 += tw[0]
+                m1 += tw[1]
+                m2 += tw[2]
+            if prev is not None:
+                tw = get(f"{prev} {t}")
+                if tw is not None:
+                    m0 += tw[0]
+                    m1 += tw[1]
+                    m2 += tw[2]
+            prev = t
+        return [m0, m1, m2]
+
+    def probabilities(self, dense: Sequence[float], bag: dict[str, float]) -> list[float]:
+        """P(negative), P(neutral), P(positive) of a bag of terms (as in training)."""
+        m = [0.0, 0.0, 0.0]
+        get = self.terms.get
+        for t, n in bag.items():
+            tw = get(t)
+            if tw is not None:
+                m[0] += n * tw[0]
+                m[1] += n * tw[1]
+                m[2] += n * tw[2]
+        return self.softmax(dense, m)
+
+    def softmax(self, dense: Sequence[float], term_margins: Sequence[float]) -> list[float]:
+        """P(negative), P(neutral), P(positive): softmax of intercept + dense + term margins."""
+        m0 = self.intercept[0] + term_margins[0] + self.cs_prior * dense[6]
+        m1 = self.intercept[1] + term_margins[1]
+        m2 = self.intercept[2] + term_margins[2] + self.cs_prior * dense[5]
+        w0, w1, w2 = self.dense
+        for j, x in enumerate(dense):
+            if x:
+                m0 += w0[j] * x
+                m1 += w1[j] * x
+                m2 += w2[j] * x
+        top = max(m0, m1, m2)
+        e0, e1, e2 = math.exp(m0 - top), math.exp(m1 - top), math.exp(m2 - top)
+        total = e0 + e1 + e2
+        return [e0 / total, e1 / total, e2 / total]
+
+
+#: A sentiment as a plain dict with the fields of :class:`~pipeline.schema.Sentiment` (the enricher
+#: validates everything once, in the final record, which is much cheaper than an object per sentence).
+Scores = dict[str, Any]
+
+
+@cache
+def shipped_model() -> EnsembleModel:
+    """The ensemble weights shipped with the package (``processors/sentiment_model.json``), loaded once."""
+    return EnsembleModel.load()
+
+
+class Analyzer:
+    """Base of the analyzers: :meth:`scores` gives plain dicts, :meth:`analyze` validated objects."""
+
+    name = "analyzer"
+
+    def scores(self, text: str, sentences: Sequence[str]) -> tuple[Scores, list[Scores]]:
+        """The sentiment of the whole text and of each of its sentences."""
+        raise NotImplementedError
+
+    def analyze(self, text: str, sentences: Sequence[str]) -> tuple[Sentiment, list[Sentiment]]:
+        overall, per = self.scores(text, sentences)
+        return Sentiment(**overall), [Sentiment(**p) for p in per]
+
+
+class EnsembleAnalyzer(Analyzer):
+    """The default analyzer (see the module docstring); one pass of signals per sentence.
+
+    The text's margins are the contrast-weighted sum of its sentences' term margins plus its dense
+    features, which equals scoring the weighted bag of all its terms (how the model was fitted).
+    """
+
+    name = "ensemble"
+
+    def __init__(self, model: EnsembleModel | None = None, band: float | None = None) -> None:
+        self.model = model or shipped_model()
+        self.band = self.model.band if band is None else band
+
+    def _result(self, dense: list[float], term_margins: Sequence[float]) -> Scores:
+        pn, pu, pp = self.model.softmax(dense, term_margins)
+        score = _clip(pp - pn)
+        label = label_for(score, self.band)
+        conf = pn if label == "negative" else pp if label == "positive" else pu
+        return {"polarity": round(_clip(dense[0]), 4), "subjectivity": round(_clip(dense[1], 0.0), 4),
+                "label": label, "analyzer": self.name, "score": round(score, 4),
+                "confidence": round(_clip(conf, 0.0), 4)}
+
+    def scores(self, text: str, sentences: Sequence[str]) -> tuple[Scores, list[Scores]]:
+        sigs = [sentence_signals(s) for s in sentences]
+        margins = [self.model.term_margins(s.tokens) for s in sigs]
+        per = [self._result(dense_features([s]), m) for s, m in zip(sigs, margins, strict=True)]
+        if len(sigs) == 1:
+            return per[0], per
+        total = [0.0, 0.0, 0.0]
+        for s, m, w in zip(sigs, margins, contrast_weights(sentences), strict=True):
+            s.weight = w
+            total[0] += w * m[0]
+            total[1] += w * m[1]
+            total[2] += w * m[2]
+        return self._result(dense_features(sigs), total), per
+
+
+class TextBlobAnalyzer(Analyzer):
+    """TextBlob alone (``TextBlob(text).sentiment``), labelled with a neutral band on its polarity."""
+
+    name = "textblob"
+
+    def __init__(self, band: float = 0.1) -> None:
+        self.band = band
+
+    def _one(self, text: str) -> Scores:
+        polarity, subjectivity = TextBlob(text).sentiment
+        polarity = _clip(float(polarity))
+        return {"polarity": round(polarity, 4), "subjectivity": round(_clip(float(subjectivity), 0.0), 4),
+                "label": label_for(polarity, self.band), "analyzer": self.name, "score": round(polarity, 4)}
+
+    def scores(self, text: str, sentences: Sequence[str]) -> tuple[Scores, list[Scores]]:
+        per = [self._one(s) for s in sentences]
+        return (per[0] if len(per) == 1 and sentences[0] == text else self._one(text)), per
+
+
+class VaderAnalyzer(Analyzer):
+    """VADER alone (``polarity_scores``), labelled with its documented +-0.05 compound thresholds."""
+
+    name = "vader"
+
+    def __init__(self, band: float = VADER_BAND) -> None:
+        self.band = band
+
+    def _one(self, text: str) -> Scores:
+        v = _vader().polarity_scores(text)
+        c = _clip(v["compound"])
+        label: SentimentLabel = "positive" if c >= self.band else "negative" if c <= -self.band else "neutral"
+        return {"polarity": round(c, 4), "subjectivity": round(_clip(v["pos"] + v["neg"], 0.0), 4),
+                "label": label, "analyzer": self.name, "score": round(c, 4)}
+
+    def scores(self, text: str, sentences: Sequence[str]) -> tuple[Scores, list[Scores]]:
+        per = [self._one(s) for s in sentences]
+        return (per[0] if len(per) == 1 and sentences[0] == text else self._one(text)), per
+
+
+def get_analyzer(name: str = "ensemble", neutral_band: float | None = None) -> Analyzer:
+    """The analyzer called ``name``; ``neutral_band`` overrides its calibrated band."""
+    if name == "ensemble":
+        return EnsembleAnalyzer(band=neutral_band)
+    if name == "textblob":
+        return TextBlobAnalyzer(0.1 if neutral_band is None else neutral_band)
+    if name == "vader":
+        return VaderAnalyzer(VADER_BAND if neutral_band is None else neutral_band)
+    raise ConfigError(f"FEEDBACK_SENTIMENT: unknown analyzer {name!r} (known: {', '.join(ANALYZERS)})")
+
+
+def analyze(text: str, neutral_band: float = 0.1, analyzer: str = "textblob") -> Sentiment:
+    """The sentiment of ``text`` alone (compatibility helper; the processor uses :class:`Analyzer`)."""
+    return get_analyzer(analyzer, neutral_band).analyze(text, split_sentences(text) or [text])[0]
+
+
+def not_assessed(analyzer: str) -> Scores:
+    """The sentiment of a text that was deliberately not scored (unsupported language)."""
+    return {"polarity": 0.0, "subjectivity": 0.0, "label": "not_assessed", "analyzer": analyzer,
+            "score": None, "confidence": None}

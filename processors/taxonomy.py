@@ -1,11 +1,19 @@
 """Category tagging from a YAML taxonomy: keywords, phrases, regexes and exclusions per category.
 
-Guarantees: multi-label, deterministic, and never empty (no match gives ``other``).
+The taxonomy is compiled once into an index of terms by their first word, so tagging a sentence
+costs one pass over its words however many categories there are. Terms match whole words,
+case-insensitively, with any spacing or punctuation between their words ("log in" = "log-in").
+Exclusions apply to the sentence they occur in ("not great" vetoes praise in that sentence, not
+in the next one).
+
+Guarantees: multi-label, deterministic, and never empty (no match gives ``other``); a category's
+confidence is its configured base plus 0.1 per further distinct term, capped at 1.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -17,38 +25,64 @@ from pipeline.errors import ConfigError
 from pipeline.schema import CategoryTag
 
 FALLBACK = "other"
+_WORD = re.compile(r"\w+")
+
+#: Distinct terms found per category index: ``{category index: {term id, ...}}``.
+Hits = dict[int, set[int]]
 
 
 @dataclass
 class Category:
+    """One category: its terms (keywords and phrases), regexes, exclusions and base confidence."""
+
     name: str
-    patterns: list[re.Pattern[str]]
-    exclusions: list[re.Pattern[str]] = field(default_factory=list)
+    terms: list[str]
+    regexes: list[re.Pattern[str]] = field(default_factory=list)
+    exclusions: list[str] = field(default_factory=list)
     confidence: float = 0.7
 
-    def score(self, text: str) -> float:
-        """0 when the category does not apply; else a confidence that grows with distinct hits."""
-        if any(p.search(text) for p in self.exclusions):
-            return 0.0
-        hits = sum(1 for p in self.patterns if p.search(text))
-        if hits == 0:
-            return 0.0
-        return round(min(1.0, self.confidence + 0.1 * (hits - 1)), 3)
+
+def _add(index: dict[str, list[tuple[tuple[str, ...], int, int]]], term: str, ci: int, ti: int) -> None:
+    words = tuple(_WORD.findall(term.lower()))
+    if words and not any(t == words and c == ci for t, c, _ in index.get(words[0], ())):
+        index.setdefault(words[0], []).append((words, ci, ti))
 
 
-def _term(term: str) -> re.Pattern[str]:
-    """A keyword or phrase, matched case-insensitively on word boundaries, whitespace-tolerant."""
-    words = [re.escape(w) for w in term.split()]
-    return re.compile(r"(?<!\w)" + r"\s+".join(words) + r"(?!\w)", re.IGNORECASE)
+def _scan(index: dict[str, list[tuple[tuple[str, ...], int, int]]], words: list[str]) -> list[tuple[int, int]]:
+    """(category, term id) of every term whose words occur consecutively in ``words``."""
+    out = []
+    get = index.get
+    for i, w in enumerate(words):
+        entries = get(w)
+        if entries:
+            for term, ci, ti in entries:
+                if len(term) == 1 or tuple(words[i:i + len(term)]) == term:
+                    out.append((ci, ti))
+    return out
 
 
 class Taxonomy:
-    """A loaded taxonomy; :meth:`tag` returns the categories of a text, best first."""
+    """A loaded, compiled taxonomy; :meth:`tag` returns the categories of a text, best first."""
 
     def __init__(self, categories: list[Category]) -> None:
         if not categories:
             raise ConfigError("the taxonomy defines no categories")
         self.categories = categories
+        # term -> its (category, term id) pairs, indexed by the term's first word
+        self._index: dict[str, list[tuple[tuple[str, ...], int, int]]] = {}
+        self._regexes: list[tuple[int, int, re.Pattern[str]]] = []
+        self._exclusions: dict[str, list[tuple[tuple[str, ...], int, int]]] = {}
+        for ci, cat in enumerate(categories):
+            for ti, term in enumerate(cat.terms):
+                _add(self._index, term, ci, ti)
+            for ri, rx in enumerate(cat.regexes):
+                self._regexes.append((ci, len(cat.terms) + ri, rx))
+            for term in cat.exclusions:
+                _add(self._exclusions, term, ci, -1)
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.categories]
 
     @classmethod
     def from_mapping(cls, data: Any, origin: str = "taxonomy") -> Taxonomy:
@@ -57,19 +91,24 @@ class Taxonomy:
         cats = []
         for name, spec in data["categories"].items():
             spec = spec or {}
+            if not isinstance(spec, dict):
+                raise ConfigError(f"{origin}: category {name!r}: expected a mapping")
             try:
-                terms = [*spec.get("keywords", []), *spec.get("phrases", [])]
-                patterns = [_term(str(t)) for t in terms]
-                patterns += [re.compile(str(r), re.IGNORECASE) for r in spec.get("regexes", [])]
-                exclusions = [_term(str(t)) for t in spec.get("exclusions", [])]
+                terms = [str(t) for t in [*spec.get("keywords", []), *spec.get("phrases", [])] if str(t).strip()]
+                regexes = [re.compile(str(r), re.IGNORECASE) for r in spec.get("regexes", [])]
+                exclusions = [str(t) for t in spec.get("exclusions", []) if str(t).strip()]
                 confidence = float(spec.get("confidence", 0.7))
             except (re.error, TypeError, ValueError) as exc:
                 raise ConfigError(f"{origin}: category {name!r}: {exc}") from exc
-            if not patterns:
+            if not terms and not regexes:
                 raise ConfigError(f"{origin}: category {name!r} has no keywords, phrases or regexes")
             if not 0 < confidence <= 1:
                 raise ConfigError(f"{origin}: category {name!r}: confidence must be in (0, 1]")
-            cats.append(Category(str(name), patterns, exclusions, confidence))
+            if not 0 < len(str(name)) <= 100:
+                raise ConfigError(f"{origin}: category name {name!r} must have 1 to 100 characters")
+            if str(name) == FALLBACK:
+                raise ConfigError(f"{origin}: {FALLBACK!r} is reserved for text no category matches")
+            cats.append(Category(str(name), terms, regexes, exclusions, confidence))
         return cls(cats)
 
     @classmethod
@@ -89,7 +128,41 @@ class Taxonomy:
         except yaml.YAMLError as exc:
             raise ConfigError(f"{origin}: invalid YAML: {exc}") from exc
 
+    def hits(self, text: str) -> Hits:
+        """The distinct terms of each category found in ``text``, after its exclusions."""
+        words = _WORD.findall(text.lower())
+        found: Hits = {}
+        for ci, ti in _scan(self._index, words):
+            found.setdefault(ci, set()).add(ti)
+        for ci, ti, rx in self._regexes:
+            if rx.search(text):
+                found.setdefault(ci, set()).add(ti)
+        if found and self._exclusions:
+            for ci, _ in _scan(self._exclusions, words):
+                found.pop(ci, None)
+        return found
+
+    def scored(self, hits: Hits) -> list[tuple[str, float]]:
+        """(name, confidence) from hits, best first (confidence, then name); ``other`` if none."""
+        scored = [
+            (self.categories[ci].name, round(min(1.0, self.categories[ci].confidence + 0.1 * (len(terms) - 1)), 3))
+            for ci, terms in hits.items() if terms
+        ]
+        scored.sort(key=lambda x: (-x[1], x[0]))
+        return scored or [(FALLBACK, 1.0)]
+
+    def tags(self, hits: Hits) -> list[CategoryTag]:
+        """:meth:`scored` as validated tags."""
+        return [CategoryTag(name=n, confidence=c) for n, c in self.scored(hits)]
+
     def tag(self, text: str) -> list[CategoryTag]:
-        scored = [(c.score(text), c.name) for c in self.categories]
-        tags = [CategoryTag(name=n, confidence=s) for s, n in sorted(scored, key=lambda x: (-x[0], x[1])) if s > 0]
-        return tags or [CategoryTag(name=FALLBACK, confidence=1.0)]
+        return self.tags(self.hits(text))
+
+
+def merge_hits(parts: Iterable[Hits]) -> Hits:
+    """The union of several texts' hits (a record's sentences and subject)."""
+    out: Hits = {}
+    for hits in parts:
+        for ci, terms in hits.items():
+            out.setdefault(ci, set()).update(terms)
+    return out

@@ -298,6 +298,9 @@ def create_app(settings: HttpSettings, publisher: Publisher | None = None) -> Fa
         return JSONResponse({"accepted": len(records), "feedback_ids": [str(r.feedback_id) for r in records]},
                             status_code=202)
 
+    from connectors.tickets.webhooks import create_router as ticket_webhooks  # imports read_limited from here
+
+    app.include_router(ticket_webhooks(settings))
     app.openapi_schema = None
     _add_record_schema(app)
     return app

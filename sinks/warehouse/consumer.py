@@ -14,8 +14,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
-from kafka.errors import CommitFailedError, KafkaError
+from kafka import KafkaConsumer
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 
@@ -25,7 +24,7 @@ from pipeline.errors import TransientError
 from pipeline.logging import get_logger
 from pipeline.publisher import Publisher
 from pipeline.schema import DeadLetter, EnrichedFeedback
-from pipeline.topics import Topics, ensure_topics
+from pipeline.topics import Topics, commit_processed, ensure_topics
 from sinks.warehouse.db import explain, make_engine, migrate
 from sinks.warehouse.writer import WarehouseWriter
 
@@ -157,16 +156,9 @@ class WarehouseSink:
 
     def _commit(self, batch: list[Any]) -> None:
         assert self._consumer is not None
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-        for msg in batch:
-            tp = TopicPartition(msg.topic, msg.partition)
-            if tp not in offsets or offsets[tp].offset < msg.offset + 1:
-                offsets[tp] = OffsetAndMetadata(msg.offset + 1, "", -1)
-        try:
-            self._consumer.commit(offsets)
-        except (CommitFailedError, KafkaError) as exc:
-            # The group rebalanced: the records will be redelivered and upserted again (harmless).
-            log.warning("offset commit failed; records will be redelivered", error=str(exc))
+        error = commit_processed(self._consumer, batch)
+        if error:
+            log.warning("offset commit failed; records will be redelivered", error=error)
 
 
 def error_kind(message: str) -> str:
@@ -183,5 +175,7 @@ def run(settings: SinkSettings) -> None:
     sink = WarehouseSink(settings)
     signal.signal(signal.SIGTERM, sink.stop)
     signal.signal(signal.SIGINT, sink.stop)
-    metrics.serve(settings.sink_metrics_port)
+    # /readyz: migrated, consuming (the consumer exists) and the broker reachable
+    metrics.serve(settings.sink_metrics_port, host=settings.metrics_host,
+                  ready=lambda: sink._consumer is not None and metrics.broker_reachable(settings.bootstrap))
     sink.run()

@@ -5,7 +5,20 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import JSON, Date, DateTime, Float, ForeignKey, Index, Integer, SmallInteger, String, Text, Uuid
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    Uuid,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 TZ = DateTime(timezone=True)
@@ -42,6 +55,13 @@ class Feedback(Base):
     sentiment_label: Mapped[str] = mapped_column(String(16))
     sentiment_analyzer: Mapped[str] = mapped_column(String(50))
     primary_category: Mapped[str] = mapped_column(String(100))
+    # -- enrichment (revision 0003_enrichment; NULL for rows written before it) ------------------
+    sentiment_score: Mapped[float | None] = mapped_column(Float)
+    sentiment_confidence: Mapped[float | None] = mapped_column(Float)
+    detected_language: Mapped[str | None] = mapped_column(String(35), index=True)
+    language_confidence: Mapped[float | None] = mapped_column(Float)
+    redacted: Mapped[bool | None] = mapped_column(Boolean)
+    redactions: Mapped[dict[str, int] | None] = mapped_column(JSON)
     event_time: Mapped[datetime] = mapped_column(TZ)
     event_date: Mapped[date] = mapped_column(Date)
     received_at: Mapped[datetime] = mapped_column(TZ)

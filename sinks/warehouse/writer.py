@@ -10,21 +10,27 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, delete, insert
+from sqlalchemy import Engine
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from pipeline.errors import TransientError
 from pipeline.schema import EnrichedFeedback
+from sinks.warehouse import bulk
+from sinks.warehouse.analytics import refresh_customers
 from sinks.warehouse.db import explain
+from sinks.warehouse.enrichment import write_aspects
 from sinks.warehouse.models import Feedback, FeedbackCategory
+from sinks.warehouse.tickets import upsert_ticket_states
 
 FEEDBACK_COLUMNS = [c.name for c in Feedback.__table__.columns]
 
 
 def feedback_row(item: EnrichedFeedback, now: datetime) -> dict[str, Any]:
-    data = item.model_dump(exclude={"sentiment", "categories"})
+    data = item.model_dump(exclude={"sentiment", "categories", "aspects"})
     data.update(
+        sentiment_score=item.sentiment.score,
+        sentiment_confidence=item.sentiment.confidence,
         sentiment_polarity=item.sentiment.polarity,
         sentiment_subjectivity=item.sentiment.subjectivity,
         sentiment_label=item.sentiment.label,
@@ -61,6 +67,8 @@ class WarehouseWriter:
             latest[item.feedback_id] = item
         if not latest:
             return 0
+        ticket_items = [i for i in latest.values() if i.source == "ticket"]
+        latest = {k: i for k, i in latest.items() if not i.is_ticket_state}  # state only: tickets table
         now = datetime.now(UTC)
         rows = [feedback_row(i, now) for i in latest.values()]
         cats = [
@@ -71,11 +79,14 @@ class WarehouseWriter:
         ids = list(latest)
         try:
             with self.engine.begin() as conn:
-                conn.execute(self._upsert_stmt(), rows)
-                for id_chunk in _chunks(ids, 900):
-                    conn.execute(delete(FeedbackCategory).where(FeedbackCategory.feedback_id.in_(id_chunk)))
+                if rows:
+                    bulk.upsert(conn, Feedback.__table__, rows, self._upsert_stmt)
+                bulk.delete_in(conn, FeedbackCategory.__table__.c.feedback_id, ids)
                 if cats:
-                    conn.execute(insert(FeedbackCategory), cats)
+                    bulk.insert_rows(conn, FeedbackCategory.__table__, cats)
+                refresh_customers(conn, rows)
+                upsert_ticket_states(conn, ticket_items)
+                write_aspects(conn, list(latest.values()))
         except OperationalError as exc:
             if "readonly" in str(exc.orig).lower():
                 self.engine.dispose()  # SQLite keeps a file opened read-only so until it is reopened

@@ -26,6 +26,7 @@ COMPONENTS = {
     "http": ["serve-http"],
     "processor": ["process"],
     "sink": ["sink", "warehouse"],
+    "alerts": ["sink", "alerts"],  # degrading signals -> alerts (issue 6); not in start_all
 }
 
 
@@ -49,7 +50,7 @@ class Pipeline:
         self.workdir = workdir
         self.prefix = f"t{uuid.uuid4().hex[:8]}."
         self.http_port = free_port()
-        self.ports = {"http": self.http_port, "processor": free_port(), "sink": free_port()}
+        self.ports = {"http": self.http_port, "processor": free_port(), "sink": free_port(), "alerts": free_port()}
         self.env = {
             **os.environ,
             "FEEDBACK_KAFKA_BOOTSTRAP": bootstrap,
@@ -60,6 +61,7 @@ class Pipeline:
             "FEEDBACK_HTTP_PORT": str(self.http_port),
             "FEEDBACK_PROCESSOR_METRICS_PORT": str(self.ports["processor"]),
             "FEEDBACK_SINK_METRICS_PORT": str(self.ports["sink"]),
+            "FEEDBACK_ALERT_METRICS_PORT": str(self.ports["alerts"]),
             "FEEDBACK_LOG_FORMAT": "json",
             "FEEDBACK_CUSTOMER_HASH_KEY": "test-key",
         }
@@ -76,8 +78,8 @@ class Pipeline:
     def start_all(self) -> None:
         for name in ("sink", "processor", "http"):
             self.start(name)
-        wait_for(lambda: port_open("127.0.0.1", self.http_port), 30, what="http service")
-        wait_for(lambda: port_open("127.0.0.1", self.ports["sink"]), 30, what="sink metrics")
+        wait_for(lambda: port_open("127.0.0.1", self.http_port), 90, what="http service")
+        wait_for(lambda: port_open("127.0.0.1", self.ports["sink"]), 90, what="sink metrics")
         # Prove the whole path works (faust joined its group) before the tests start.
         ref = f"warmup-{uuid.uuid4()}"
         r = httpx.post(f"{self.url}/v1/events", json={"source_ref": ref, "text": "warm up"}, timeout=30)

@@ -1,0 +1,290 @@
+"""The signals agents, added to the processor's faust app by :func:`register`.
+
+    feedback.enriched --[signals-observe]--> feedback.signals.observations (1 partition)
+        --[signals-windows: event-time windows, per-partition watermark]--> feedback.signals
+                                                  \\--> feedback.signals.checkpoints (1 partition)
+
+``signals-observe`` turns each enriched record into a small :class:`Observation` (dead-lettering
+what it cannot read, skipping ticket-state records). The observations topic has one partition, so
+one worker sees every scope's records in one deterministic order, however many workers run.
+
+State and restarts: faust windowed tables are not used (their window-close callbacks are lost on a
+crash or rebalance, faust-streaming/faust#193, #385; and the embedded broker cannot be trusted with
+changelog recovery). The window state instead lives in memory and is *derived*: every batch that
+closes windows (and at most every ``FEEDBACK_SIGNAL_CHECKPOINT_SECONDS`` otherwise) a checkpoint of
+a few numbers is produced, alone, to a one-partition topic; on start the agent reads the last one
+and replays the observations topic from its resume offset up to where faust resumes, which rebuilds
+exactly the open windows. See :mod:`processors.signals.windows` for why any checkpoint is valid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import ValidationError
+
+from pipeline import metrics
+from pipeline.config import CommonSettings, SignalSettings, load
+from pipeline.logging import get_logger
+from pipeline.schema import DeadLetter, EnrichedFeedback, SignalWindow
+from pipeline.topics import Topics
+from processors.signals.windows import Observation, WindowAggregator, window_specs
+
+log = get_logger(__name__)
+
+OBSERVE_AGENT = "feedback-signals-observe"
+WINDOWS_AGENT = "feedback-signals-windows"
+
+
+@dataclass(frozen=True)
+class SignalTopicNames:
+    observations: str
+    checkpoints: str
+
+    @classmethod
+    def of(cls, topics: Topics) -> SignalTopicNames:
+        return cls(observations=topics.signals + ".observations", checkpoints=topics.signals + ".checkpoints")
+
+
+def aiokafka_options(settings: CommonSettings) -> dict[str, Any]:
+    """Security options of :class:`CommonSettings` in aiokafka's terms."""
+    opts: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
+    if settings.kafka_security_protocol.endswith("SSL"):
+        from aiokafka.helpers import create_ssl_context
+
+        opts["ssl_context"] = create_ssl_context(
+            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None)
+    if settings.kafka_sasl_mechanism:
+        opts["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        opts["sasl_plain_username"] = settings.kafka_sasl_username
+        if settings.kafka_sasl_password is not None:
+            opts["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
+    return opts
+
+
+def observe_one(value: bytes | None, message: Any, topics: Topics) -> tuple[str, bytes | None, bytes] | None:
+    """One enriched message -> ('obs'|'dlq', key, value), or None for a record that is not feedback."""
+    try:
+        if value is None:
+            raise ValueError("the message has no value")
+        item = EnrichedFeedback.model_validate_json(value)
+    except (ValidationError, ValueError) as exc:
+        metrics.SIGNAL_OBSERVATIONS.labels("invalid").inc()
+        metrics.DEAD_LETTERED.labels("signals", "invalid_enriched_record").inc()
+        letter = DeadLetter.for_payload(
+            value, stage="signals", reason="invalid_enriched_record", detail=str(exc)[:2000],
+            topic=getattr(message, "topic", topics.enriched), partition=getattr(message, "partition", None),
+            offset=getattr(message, "offset", None))
+        return "dlq", letter.key_bytes(), letter.model_dump_json().encode()
+    if getattr(item, "is_ticket_state", False):  # ticket status changes are not customer feedback
+        metrics.SIGNAL_OBSERVATIONS.labels("skipped").inc()
+        return None
+    obs = Observation.from_enriched(item, partition=int(getattr(message, "partition", 0) or 0))
+    return "obs", item.key, obs.to_bytes()
+
+
+class WindowsRunner:
+    """Owns the window state of the one observations partition: init, replay, apply, emit, checkpoint.
+
+    Guarantees: closed windows are acknowledged by the broker before the checkpoint that no longer
+    covers them is written; a (re)start replays from the last checkpoint, so every open window is
+    rebuilt from all its records; the state is dropped when the partition is revoked.
+    """
+
+    def __init__(self, settings: SignalSettings, topics: Topics, out_topic: Any, ckpt_topic: Any) -> None:
+        self.settings = settings
+        self.topics = topics
+        self.names = SignalTopicNames.of(topics)
+        self.out_topic = out_topic
+        self.ckpt_topic = ckpt_topic
+        self.specs = window_specs(settings.signal_window, settings.signal_slow_window, settings.signal_slow_scopes)
+        self.lock = asyncio.Lock()
+        self.agg: WindowAggregator | None = None
+        self.last_arrival = time.monotonic()
+        self.last_checkpoint = 0.0
+        self.checkpointed_next = -1
+
+    def _consumer(self) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap, enable_auto_commit=False,
+                                group_id=None, auto_offset_reset="earliest", **aiokafka_options(self.settings))
+
+    async def handle(self, events: list[Any]) -> None:
+        async with self.lock:
+            try:
+                if self.agg is None:
+                    await self._init(events[0].message.offset)
+                agg = self.agg
+                assert agg is not None
+                for event in events:
+                    self._apply(agg, event.value, event.message.offset)
+                self.last_arrival = time.monotonic()
+                closed = agg.advance()
+                await self._emit(closed)
+                await self._checkpoint(agg, force=bool(closed))
+            except Exception:  # never kill the agent: drop the state; the next batch replays from the checkpoint
+                log.exception("signal windows failed; rebuilding from the last checkpoint")
+                self.agg = None
+                await asyncio.sleep(1.0)
+
+    def on_revoked(self, revoked: set[Any]) -> None:
+        if any(tp.topic == self.names.observations for tp in revoked):
+            log.info("signal windows partition revoked; state dropped (rebuilt on reassignment)")
+            self.agg = None
+
+    async def idle_tick(self) -> None:
+        """Close the windows of a live stream that went quiet, by the wall clock."""
+        async with self.lock:
+            agg = self.agg
+            if agg is None or not agg.open or time.monotonic() - self.last_arrival < self.settings.signal_idle_close:
+                return
+            now = time.time()
+            horizon = min(s.seconds for s in self.specs) + self.settings.signal_allowed_lateness
+            if now - agg.max_event_time > horizon:
+                return  # not a live stream (a paused backfill): wait for records
+            closed = agg.force_watermark(now - self.settings.signal_allowed_lateness)
+            if closed:
+                log.info("idle stream: windows closed by the wall clock", windows=len(closed))
+                await self._emit(closed)
+                await self._checkpoint(agg, force=True)
+
+    # -- internals ------------------------------------------------------------------------------
+    def _apply(self, agg: WindowAggregator, value: bytes | None, offset: int) -> None:
+        try:
+            obs = Observation.from_bytes(value or b"")
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("unreadable observation skipped", offset=offset, error=str(exc)[:200])
+            metrics.SIGNAL_OBSERVATIONS.labels("invalid").inc()
+            agg.next_offset = max(agg.next_offset, offset + 1)
+            return
+        metrics.SIGNAL_OBSERVATIONS.labels(agg.apply(obs, offset)).inc()
+
+    async def _emit(self, windows: list[SignalWindow]) -> None:
+        if not windows:
+            return
+        futures = []
+        for w in windows:
+            futures.append(await self.out_topic.send(key=w.key_bytes(), value=w.model_dump_json().encode()))
+            metrics.SIGNAL_WINDOWS_CLOSED.labels(w.scope_type).inc()
+        await asyncio.gather(*futures)
+        if self.agg is not None and self.agg.watermark > 0:
+            metrics.SIGNAL_WATERMARK.set(self.agg.watermark)
+
+    async def _checkpoint(self, agg: WindowAggregator, force: bool = False) -> None:
+        due = time.monotonic() - self.last_checkpoint >= self.settings.signal_checkpoint_seconds
+        if agg.next_offset == self.checkpointed_next or not (force or due):
+            return
+        # Sent alone and awaited: a batch of one, whose end offset even the embedded broker reports right.
+        fut = await self.ckpt_topic.send(key=b"checkpoint", value=json.dumps(agg.checkpoint()).encode())
+        await fut
+        self.last_checkpoint = time.monotonic()
+        self.checkpointed_next = agg.next_offset
+
+    async def _init(self, first_offset: int) -> None:
+        await self.ckpt_topic.maybe_declare()
+        checkpoint, partitions = await self._read_checkpoint()
+        agg = WindowAggregator.restore(checkpoint, self.specs, self.settings.signal_allowed_lateness, partitions)
+        self.agg = agg
+        log.info("signal windows starting", checkpoint=checkpoint, first_offset=first_offset,
+                 enriched_partitions=partitions)
+        if first_offset > agg.next_offset:
+            await self._replay(agg, agg.next_offset, first_offset)
+
+    async def _read_checkpoint(self) -> tuple[dict[str, Any] | None, int | None]:
+        consumer = self._consumer()
+        await consumer.start()
+        try:
+            await consumer.topics()  # refresh metadata
+            parts = consumer.partitions_for_topic(self.topics.enriched)
+            tp = TopicPartition(self.names.checkpoints, 0)
+            consumer.assign([tp])
+            end = (await consumer.end_offsets([tp]))[tp]
+            if end == 0:
+                return None, len(parts) if parts else None
+            consumer.seek(tp, end - 1)
+            last = None
+            deadline = time.monotonic() + 15
+            while last is None and time.monotonic() < deadline:
+                batch = await consumer.getmany(tp, timeout_ms=1000)
+                records = batch.get(tp, [])
+                if records:
+                    last = records[-1]
+            checkpoint = json.loads(last.value) if last is not None and last.value else None
+            return checkpoint, len(parts) if parts else None
+        finally:
+            await consumer.stop()
+
+    async def _replay(self, agg: WindowAggregator, start: int, stop: int) -> None:
+        """Re-apply observations ``[start, stop)`` (faust delivers from ``stop`` on)."""
+        consumer = self._consumer()
+        await consumer.start()
+        replayed = 0
+        try:
+            tp = TopicPartition(self.names.observations, 0)
+            consumer.assign([tp])
+            consumer.seek(tp, start)
+            idle_since = time.monotonic()
+            while agg.next_offset < stop:
+                batch = await consumer.getmany(tp, timeout_ms=1000, max_records=5000)
+                records = [r for r in batch.get(tp, []) if r.offset < stop]
+                if not records:
+                    if time.monotonic() - idle_since > 30:
+                        log.warning("replay stalled; continuing without the rest", at=agg.next_offset, stop=stop)
+                        break
+                    continue
+                idle_since = time.monotonic()
+                for r in records:
+                    self._apply(agg, r.value, r.offset)
+                replayed += len(records)
+                await self._emit(agg.advance())
+                if records[-1].offset >= stop - 1:
+                    break
+        finally:
+            await consumer.stop()
+        log.info("signal windows rebuilt by replay", replayed=replayed, start=start, stop=stop,
+                 open_windows=len(agg.open))
+
+
+def register(app: Any, settings: Any, topics: Topics) -> WindowsRunner:
+    """Add the signals agents and their idle timer to the processor's faust ``app``."""
+    sig = settings if isinstance(settings, SignalSettings) else load(SignalSettings)
+    names = SignalTopicNames.of(topics)
+    raw = {"value_serializer": "raw", "key_serializer": "raw"}
+    enriched = app.topic(topics.enriched, **raw)
+    observations = app.topic(names.observations, partitions=1, internal=True, **raw)
+    out = app.topic(topics.signals, **raw)
+    checkpoints = app.topic(names.checkpoints, partitions=1, internal=True, **raw)
+    dlq = app.topic(topics.dlq, **raw)
+    runner = WindowsRunner(sig, topics, out, checkpoints)
+    batch = getattr(settings, "processor_batch", 500)
+
+    async def signals_observe(stream: Any) -> None:
+        async for events in stream.take_events(batch, within=0.05):
+            futures = []
+            for event in events:
+                result = observe_one(event.value, event.message, topics)
+                if result is not None:
+                    topic = observations if result[0] == "obs" else dlq
+                    futures.append(await topic.send(key=result[1], value=result[2]))
+            if futures:  # offsets are acked with the next batch: only after these were acked
+                await asyncio.gather(*futures)
+
+    async def signals_windows(stream: Any) -> None:
+        async for events in stream.take_events(2000, within=0.2):
+            await runner.handle(events)
+
+    async def signals_idle() -> None:
+        await runner.idle_tick()
+
+    async def on_revoked(_sender: Any, revoked: set[Any], **_: Any) -> None:
+        runner.on_revoked(revoked)
+
+    app.agent(enriched, name=OBSERVE_AGENT)(signals_observe)
+    app.agent(observations, name=WINDOWS_AGENT)(signals_windows)
+    app.timer(interval=max(1.0, min(30.0, sig.signal_idle_close / 5)))(signals_idle)
+    app.on_partitions_revoked.connect(on_revoked)
+    return runner

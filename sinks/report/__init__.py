@@ -1,0 +1,1 @@
+"""The customer-satisfaction report (``feedback report``): HTML with embedded charts, optionally PDF."""

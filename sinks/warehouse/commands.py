@@ -1,0 +1,90 @@
+"""The ``feedback purge`` and ``feedback erase`` commands (registered in :mod:`pipeline.cli`)."""
+
+from __future__ import annotations
+
+import getpass
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from pipeline.errors import ConfigError
+
+console = Console(stderr=True)
+
+
+def _engine(url: str) -> Any:
+    """The warehouse, migrated; a SQLite file that is not there is a configuration error, not created."""
+    from pathlib import Path
+
+    from sinks.warehouse.db import make_engine, migrate
+
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        raise ConfigError(f"no warehouse at {url}: check FEEDBACK_WAREHOUSE_URL / FEEDBACK_DATA_DIR")
+    engine = make_engine(url)
+    migrate(engine)
+    return engine
+
+
+def _print(result: dict[str, object], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    deleted = result["deleted"]
+    assert isinstance(deleted, dict)
+    verb = "would delete" if result["dry_run"] else "deleted"
+    detail = ", ".join(f"{t} {n}" for t, n in sorted(deleted.items())) or "nothing"
+    console.print(f"{result['action']}: {verb} {result['total']} row(s): {detail}")
+
+
+def purge_command(
+    older_than: Annotated[str, typer.Option(help="Age limit of feedback by event time, e.g. 400d, 57w.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would go; delete nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
+) -> None:
+    """Retention: delete feedback (and tickets) older than the limit; logged in retention_log."""
+    from datetime import timedelta
+
+    from pipeline.cli import _logging
+    from pipeline.config import ReportSettings, load, parse_duration
+    from sinks.warehouse.retention import purge
+
+    try:
+        seconds = parse_duration(older_than)
+    except ValueError as exc:
+        raise ConfigError(f"--older-than: {exc}") from None
+    if seconds < 86400:
+        raise ConfigError("--older-than: at least one day (1d)")
+    settings = load(ReportSettings)
+    _logging(settings, "purge")
+    engine = _engine(settings.database_url)
+    result = purge(engine, timedelta(seconds=seconds), actor=getpass.getuser(), dry_run=dry_run)
+    _print(result.as_dict(), as_json)
+
+
+def erase_command(
+    customer_ref: Annotated[list[str] | None, typer.Option("--customer-ref", help="The customer's reference "
+                                                           "(c_..., as in the warehouse); repeatable.")] = None,
+    email: Annotated[list[str] | None, typer.Option(help="The customer's e-mail address (hashed with the "
+                                                    "configured key, never stored); repeatable.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would go; delete nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
+) -> None:
+    """Right to erasure: delete everything the warehouse holds about one customer; logged."""
+    from pipeline.cli import _logging
+    from pipeline.config import ReportSettings, load
+    from pipeline.schema import customer_ref as hash_ref
+    from sinks.warehouse.retention import erase
+
+    settings = load(ReportSettings)
+    refs = list(customer_ref or [])
+    if email:
+        key = settings.customer_key()
+        refs += [hash_ref(e, key) for e in email]
+    if not refs:
+        raise ConfigError("name the customer: --customer-ref REF or --email ADDRESS")
+    _logging(settings, "erase")
+    engine = _engine(settings.database_url)
+    result = erase(engine, refs, actor=getpass.getuser(), dry_run=dry_run)
+    _print(result.as_dict(), as_json)

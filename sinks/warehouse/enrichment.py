@@ -1,0 +1,54 @@
+"""Warehouse rows of the enrichment: one row per feedback item x sentence x category (aspects).
+
+Guarantees: :func:`write_aspects` replaces an item's aspects in the caller's transaction, so a
+re-delivered record leaves exactly one set of aspect rows; deleting a feedback row deletes them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Float, ForeignKey, Index, Integer, String, Text, Uuid
+from sqlalchemy.orm import Mapped, mapped_column
+
+from pipeline.schema import EnrichedFeedback
+from sinks.warehouse import bulk
+from sinks.warehouse.models import Base
+
+
+class FeedbackAspect(Base):
+    """One sentence of a feedback item x one category it mentions, with that sentence's sentiment."""
+
+    __tablename__ = "feedback_aspects"
+
+    feedback_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("feedback.feedback_id", ondelete="CASCADE"), primary_key=True
+    )
+    sentence: Mapped[int] = mapped_column(Integer, primary_key=True)
+    category: Mapped[str] = mapped_column(String(100), primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    confidence: Mapped[float] = mapped_column(Float)
+    sentiment_label: Mapped[str] = mapped_column(String(16))
+    sentiment_score: Mapped[float | None] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_feedback_aspects_category_label", "category", "sentiment_label"),)
+
+
+def aspect_rows(items: Iterable[EnrichedFeedback]) -> list[dict[str, Any]]:
+    return [
+        {"feedback_id": i.feedback_id, "sentence": a.sentence, "category": a.category, "text": a.text,
+         "confidence": a.confidence, "sentiment_label": a.label, "sentiment_score": a.score}
+        for i in items
+        for a in i.aspects
+    ]
+
+
+def write_aspects(conn: Connection, items: Sequence[EnrichedFeedback]) -> int:
+    """Replace the aspects of ``items`` (inside the caller's transaction); returns rows inserted."""
+    bulk.delete_in(conn, FeedbackAspect.__table__.c.feedback_id, [i.feedback_id for i in items])
+    rows = aspect_rows(items)
+    if rows:
+        bulk.insert_rows(conn, FeedbackAspect.__table__, rows)  # type: ignore[arg-type]
+    return len(rows)

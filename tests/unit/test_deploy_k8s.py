@@ -1,0 +1,159 @@
+"""deploy/k8s: rendered by a real Kustomize (``kubectl kustomize``), validated offline against the
+Kubernetes JSON schemas (``kubernetes-validate``, strict), and checked against the code: commands in
+the CLI, probes on the ports each component serves, settings that exist, selectors that match."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.conftest import require
+from tests.unit.test_deploy_cli import cli_command, env_names, known_env_names, settings_class, validate_env
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+K8S_VERSION = "1.30.0"  # the oldest Kubernetes release the manifests promise to work on
+
+
+def _render(directory: Path) -> list[dict[str, Any]]:
+    kubectl = shutil.which("kubectl")
+    require(kubectl is not None, "kubectl (renders the Kustomization offline: `kubectl kustomize`)")
+    result = subprocess.run([str(kubectl), "kustomize", str(directory)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+@pytest.fixture(scope="module")
+def objects() -> list[dict[str, Any]]:
+    return _render(K8S)
+
+
+def _by_kind(objects: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {o["metadata"]["name"]: o for o in objects if o["kind"] == kind}
+
+
+def _validate(obj: dict[str, Any]) -> None:
+    kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+
+
+def test_every_file_is_in_the_kustomization_and_every_object_is_valid(objects: list[dict[str, Any]]) -> None:
+    listed = set(yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"])
+    files = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    assert files == listed, f"manifests not rendered: {files - listed}; listed but missing: {listed - files}"
+    kinds = {o["kind"] for o in objects}
+    assert {"Deployment", "Service", "Ingress", "ConfigMap", "Secret", "HorizontalPodAutoscaler",
+            "PodDisruptionBudget", "Job", "Namespace"} <= kinds
+    for obj in objects:
+        _validate(obj)  # raises ValidationError naming the field
+        assert obj["metadata"].get("namespace", "feedback") == "feedback"
+
+
+def test_the_validator_rejects_a_broken_manifest(objects: list[dict[str, Any]]) -> None:
+    deployment = dict(_by_kind(objects, "Deployment")["feedback-http"])
+    spec = dict(deployment["spec"])
+    spec["replicaz"] = 2  # a typo: strict validation must refuse unknown fields
+    with pytest.raises(kubernetes_validate.ValidationError):
+        _validate({**deployment, "spec": spec})
+    with pytest.raises(kubernetes_validate.ValidationError):
+        _validate({**deployment, "spec": {**deployment["spec"], "replicas": "two"}})
+
+
+def _container(deployment: dict[str, Any]) -> dict[str, Any]:
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return containers[0]  # type: ignore[no-any-return]
+
+
+def _env(objects: list[dict[str, Any]], container: dict[str, Any]) -> dict[str, str]:
+    """The FEEDBACK_* environment a container gets: envFrom ConfigMap/Secret, then env."""
+    configmaps, secrets = _by_kind(objects, "ConfigMap"), _by_kind(objects, "Secret")
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            env.update(configmaps[source["configMapRef"]["name"]]["data"])
+        if "secretRef" in source:
+            env.update(secrets[source["secretRef"]["name"]]["stringData"])
+    env.update({e["name"]: e["value"] for e in container.get("env", [])})
+    return env
+
+
+def test_each_workload_runs_a_real_command_with_real_settings(objects: list[dict[str, Any]]) -> None:
+    workloads = {**_by_kind(objects, "Deployment"), **_by_kind(objects, "Job")}
+    assert {"feedback-http", "feedback-processor", "feedback-sink-warehouse", "feedback-sink-alerts",
+            "feedback-connector-email", "feedback-migrate"} <= set(workloads)
+    shared = {**_by_kind(objects, "ConfigMap")["feedback-config"]["data"],
+              **_by_kind(objects, "Secret")["feedback-secrets"]["stringData"]}
+    assert set(shared) <= known_env_names(), sorted(set(shared) - known_env_names())
+    for name, obj in workloads.items():
+        container = _container(obj)
+        assert container["image"] == "feedback-pipeline:0.1.0", name  # the kustomize image override applied
+        cls = settings_class(cli_command(container["args"]))
+        own = {e["name"] for e in container.get("env", [])}
+        assert own <= env_names(cls), f"{name}: {sorted(own - env_names(cls))} are not settings of {cls.__name__}"
+        env = {k: v for k, v in _env(objects, container).items() if k in env_names(cls)}
+        validate_env(cls, env, f"workload {name}")
+
+
+def test_probes_resources_and_security(objects: list[dict[str, Any]]) -> None:
+    for name, deployment in _by_kind(objects, "Deployment").items():
+        container = _container(deployment)
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        live, ready = container["livenessProbe"]["httpGet"], container["readinessProbe"]["httpGet"]
+        assert live["path"] == "/healthz" and ready["path"] == "/readyz", name
+        assert live["port"] in ports and ready["port"] in ports, name
+        served = {e["value"] for e in container["env"] if e["name"].endswith("_PORT")}
+        assert {str(ports[live["port"]])} <= served, f"{name}: probes a port the component does not serve"
+        resources = container["resources"]
+        assert set(resources["requests"]) == {"cpu", "memory"} == set(resources["limits"]), name
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        mounts = {m["mountPath"] for m in container["volumeMounts"]}
+        assert {"/data", "/tmp"} <= mounts, f"{name}: FEEDBACK_DATA_DIR and /tmp must be writable"
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/port"] == str(ports[live["port"]]), name
+        assert deployment["spec"]["selector"]["matchLabels"].items() <= \
+            deployment["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_http_service_ingress_hpa_and_pdbs_point_at_real_workloads(objects: list[dict[str, Any]]) -> None:
+    deployments = _by_kind(objects, "Deployment")
+    service = _by_kind(objects, "Service")["feedback-http"]
+    http_labels = deployments["feedback-http"]["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= http_labels.items()
+    assert deployments["feedback-http"]["spec"]["replicas"] >= 2
+    target_port = service["spec"]["ports"][0]["targetPort"]
+    assert target_port in {p["name"] for p in _container(deployments["feedback-http"])["ports"]}
+    backend = _by_kind(objects, "Ingress")["feedback-http"]["spec"]["rules"][0]["http"]["paths"][0]["backend"]
+    assert backend["service"]["name"] == "feedback-http"
+    assert backend["service"]["port"]["name"] == service["spec"]["ports"][0]["name"]
+
+    hpa = _by_kind(objects, "HorizontalPodAutoscaler")["feedback-processor"]
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                             "name": "feedback-processor"}
+    partitions = int(_by_kind(objects, "ConfigMap")["feedback-config"]["data"]["FEEDBACK_TOPIC_PARTITIONS"])
+    assert 2 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"] <= partitions
+    assert _container(deployments["feedback-processor"])["resources"]["requests"]["cpu"], "HPA needs a CPU request"
+
+    pdbs = _by_kind(objects, "PodDisruptionBudget")
+    assert {"feedback-http", "feedback-processor", "feedback-sink-warehouse"} <= set(pdbs)
+    for name, pdb in pdbs.items():
+        selector = pdb["spec"]["selector"]["matchLabels"]
+        matched = [d for d in deployments.values()
+                   if selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()]
+        assert len(matched) == 1, f"PDB {name} selects {len(matched)} deployments"
+        replicas = matched[0]["spec"]["replicas"]
+        if "minAvailable" in pdb["spec"]:
+            assert pdb["spec"]["minAvailable"] < replicas, f"PDB {name} would block every eviction"
+
+
+def test_no_real_secret_is_shipped(objects: list[dict[str, Any]]) -> None:
+    for value in _by_kind(objects, "Secret")["feedback-secrets"]["stringData"].values():
+        assert "CHANGE-ME" in value

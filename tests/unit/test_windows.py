@@ -1,0 +1,216 @@
+"""Event-time signal windows: alignment, watermark, lateness, dedupe, aggregates, restart by replay."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+
+import pytest
+
+from pipeline.config import ConfigError, SignalSettings, load, parse_duration
+from pipeline.schema import CategoryTag, EnrichedFeedback, Sentiment, SignalWindow
+from processors.signals.windows import (
+    Observation,
+    WindowAggregator,
+    WindowSpec,
+    scopes_of,
+    window_id,
+    window_specs,
+)
+
+T0 = datetime(2026, 3, 2, tzinfo=UTC).timestamp()  # a Monday, 00:00 UTC
+H = 3600.0
+SPECS = window_specs(3600, 86400, ["product"])
+
+
+def obs(fid: str, t: float, p: int = 0, label: str = "neutral", pol: float = 0.0, nps: str | None = None,
+        csat: int | None = None, scopes: tuple[tuple[str, str], ...] = (("overall", "all"),)) -> Observation:
+    return Observation(fid, t, p, label, pol, nps, csat, scopes)
+
+
+def by_scope(windows: list[SignalWindow]) -> dict[tuple[str, str, float], SignalWindow]:
+    return {(w.scope_type, w.scope_value, w.window_start.timestamp()): w for w in windows}
+
+
+def test_durations_and_settings_are_validated() -> None:
+    assert [parse_duration(v) for v in ("1h", "15m", "1d", "90s", "2w", 3600)] == [3600, 900, 86400, 90, 1209600, 3600]
+    with pytest.raises(ValueError):
+        parse_duration("an hour")
+    s = load(SignalSettings, signal_window="15m", signal_allowed_lateness="5m",
+             signal_sensitivity="nps=high,volume=off", signal_slow_scopes="product,channel")
+    assert (s.signal_window, s.signal_allowed_lateness, s.signal_slow_scopes) == (900, 300, ["product", "channel"])
+    assert s.signal_sensitivity == {"nps": "high", "volume": "off"}
+    for bad in ({"signal_window": "7m"}, {"signal_sensitivity": "nps=loud"}, {"signal_slow_scopes": "planet"}):
+        with pytest.raises(ConfigError, match="FEEDBACK_SIGNAL_"):
+            load(SignalSettings, **bad)
+
+
+def test_window_closes_when_watermark_passes_its_end_in_event_time() -> None:
+    agg = WindowAggregator(SPECS, lateness=600)
+    agg.apply(obs("a", T0 + 5 * 60), 0)
+    agg.apply(obs("b", T0 + 55 * 60), 1)
+    assert agg.advance() == []
+    agg.apply(obs("c", T0 + H + 9 * 60), 2)  # watermark 10:59 - not yet
+    assert agg.advance() == []
+    agg.apply(obs("d", T0 + H + 10 * 60), 3)  # watermark 11:00: [10:00, 11:00) closes
+    closed = agg.advance()
+    assert [(w.scope_type, w.window_start.timestamp(), w.volume) for w in closed] == [("overall", T0, 2)]
+    assert closed[0].window_end.timestamp() == T0 + H and closed[0].window_seconds == 3600
+    # a backfill of long-past event times produces those past windows
+    old = WindowAggregator(SPECS, lateness=0)
+    old.apply(obs("x", T0 - 30 * 86400), 0)
+    old.apply(obs("y", T0 - 29 * 86400), 1)
+    assert [w.window_start.timestamp() for w in old.advance()] == [T0 - 30 * 86400]
+
+
+def test_late_records_and_duplicates_are_not_counted() -> None:
+    agg = WindowAggregator(SPECS, lateness=0)
+    agg.apply(obs("a", T0 + 10), 0)
+    assert agg.apply(obs("a", T0 + 20), 1) == "duplicate"  # same feedback id: counted once
+    agg.apply(obs("b", T0 + H + 1), 2)
+    [w] = agg.advance()
+    assert w.volume == 1
+    assert agg.apply(obs("late", T0 + 30), 3) == "late"
+    assert agg.stats == {"counted": 2, "late": 1, "duplicate": 1, "replayed": 0}
+    assert agg.apply(obs("again", T0 + H + 2), 2) == "replayed"  # an offset below the resume point
+
+
+def test_watermark_is_the_minimum_over_source_partitions() -> None:
+    """In a backfill one partition may run far ahead; the others' records must not become late."""
+    agg = WindowAggregator(SPECS, lateness=0, partitions=2)
+    agg.apply(obs("p0-a", T0 + 10, p=0), 0)
+    agg.apply(obs("p0-b", T0 + 5 * H, p=0), 1)  # partition 0 is five hours ahead
+    assert agg.advance() == []  # partition 1 has not spoken yet
+    agg.apply(obs("p1-a", T0 + 20, p=1), 2)
+    agg.apply(obs("p1-b", T0 + H + 20, p=1), 3)
+    closed = agg.advance()
+    assert [(w.window_start.timestamp(), w.volume) for w in closed] == [(T0, 2)]
+
+
+def test_aggregates_per_scope_and_slow_scopes_use_the_daily_window() -> None:
+    sc_a = (("overall", "all"), ("category", "delivery"), ("product", "widget"))
+    sc_b = (("overall", "all"), ("category", "billing"))
+    agg = WindowAggregator(SPECS, lateness=0)
+    agg.apply(obs("1", T0 + 1, label="negative", pol=-0.5, nps="detractor", csat=1, scopes=sc_a), 0)
+    agg.apply(obs("2", T0 + 2, label="positive", pol=0.5, nps="promoter", csat=5, scopes=sc_a), 1)
+    agg.apply(obs("3", T0 + 3, label="negative", pol=-1.0, nps="promoter", scopes=sc_b), 2)
+    agg.apply(obs("4", T0 + 86400 + 1, scopes=sc_b), 3)
+    got = by_scope(agg.advance())
+    overall = got[("overall", "all", T0)]
+    assert (overall.volume, overall.negative, overall.positive, overall.neutral) == (3, 2, 1, 0)
+    assert overall.negative_share == pytest.approx(2 / 3)
+    assert overall.sentiment_mean == pytest.approx(-1 / 3)
+    assert overall.sentiment_std == pytest.approx((((-0.5 + 1 / 3) ** 2 + (0.5 + 1 / 3) ** 2 + (-1 + 1 / 3) ** 2) / 3)
+                                                  ** 0.5)
+    assert (overall.nps_responses, overall.promoters, overall.detractors) == (3, 2, 1)
+    assert overall.nps == pytest.approx(100 / 3)
+    assert (overall.csat_responses, overall.csat_mean) == (2, 3.0)
+    delivery = got[("category", "delivery", T0)]
+    assert (delivery.volume, delivery.negative_share, delivery.nps) == (2, 0.5, 0.0)
+    product = got[("product", "widget", T0)]
+    assert product.window_seconds == 86400 and product.volume == 2
+    assert all(w.window_seconds == 3600 for k, w in got.items() if k[0] != "product")
+    assert got[("category", "billing", T0)].csat_mean is None  # nothing to average
+    assert overall.window_id == window_id("overall", "all", T0, 3600)  # the same window, the same id
+
+
+def test_observation_roundtrip_and_scopes_of_an_enriched_record() -> None:
+    item = EnrichedFeedback(
+        source="email", channel="support@acme", source_ref="m-1", text="The parcel never arrived", product="widget",
+        nps_score=3, csat_score=2, event_time=datetime(2026, 3, 2, 10, 30, tzinfo=UTC),
+        sentiment=Sentiment(polarity=-0.4, subjectivity=0.5, label="negative"),
+        categories=[CategoryTag(name="delivery", confidence=0.8), CategoryTag(name="customer_support", confidence=0.7)],
+        nps_class="detractor")
+    assert scopes_of(item) == (("overall", "all"), ("source", "email"), ("channel", "support@acme"),
+                               ("category", "delivery"), ("category", "customer_support"), ("product", "widget"))
+    o = Observation.from_enriched(item, partition=3)
+    assert Observation.from_bytes(o.to_bytes()) == o
+    assert (o.partition, o.label, o.nps_class, o.csat) == (3, "negative", "detractor", 2)
+
+
+def test_idle_live_stream_closes_by_forced_watermark() -> None:
+    agg = WindowAggregator([WindowSpec(3600, frozenset({"overall"}))], lateness=600)
+    agg.apply(obs("a", T0 + 50 * 60), 0)
+    assert agg.advance() == []
+    assert [w.volume for w in agg.force_watermark(T0 + H)] == [1]
+    assert agg.apply(obs("b", T0 + 55 * 60), 1) == "late"
+
+
+def _stream(n: int, seed: int) -> list[Observation]:
+    """A backfill over two partitions, each in event-time order up to 20 minutes of jitter."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        p = rng.randrange(2)
+        t = T0 + i * 45 + rng.uniform(-1200, 0)  # ~80 records per hour
+        cats = rng.sample(["delivery", "billing", "praise"], rng.randint(1, 2))
+        scopes = (("overall", "all"), *(("category", c) for c in cats), ("product", rng.choice("ABC")))
+        label = rng.choice(["negative", "neutral", "positive"])
+        out.append(obs(f"f{i % (n - 7)}", t, p, label, rng.uniform(-1, 1), rng.choice([None, "promoter", "detractor"]),
+                       rng.choice([None, 1, 5]), scopes))  # a few ids repeat: redeliveries
+    return out
+
+
+def _content(w: SignalWindow) -> tuple[object, ...]:
+    return tuple(v for k, v in w.model_dump().items() if k != "closed_at")
+
+
+@pytest.mark.parametrize("crash_at", [500, 1337, 2900])
+def test_restart_from_any_checkpoint_replays_to_the_same_windows(crash_at: int) -> None:
+    stream = _stream(3000, seed=crash_at)
+    full = WindowAggregator(SPECS, lateness=1500, partitions=2)
+    expected: list[SignalWindow] = []
+    for off, o in enumerate(stream):
+        full.apply(o, off)
+        expected += full.advance()
+    reference = {w.window_id: _content(w) for w in expected}
+    assert len(reference) == len(expected)  # each window emitted once per run
+
+    # The first run checkpoints now and then, then dies at crash_at; the checkpoint may be stale.
+    run = WindowAggregator(SPECS, lateness=1500, partitions=2)
+    emitted: list[SignalWindow] = []
+    checkpoints = []
+    for off, o in enumerate(stream[:crash_at]):
+        run.apply(o, off)
+        emitted += run.advance()
+        if off % 211 == 0:
+            checkpoints.append(run.checkpoint())
+    for ck in (checkpoints[-1], checkpoints[len(checkpoints) // 2], None):  # any checkpoint is valid
+        again = WindowAggregator.restore(ck, SPECS, lateness=1500, partitions=2)
+        after: list[SignalWindow] = []
+        for off in range(again.next_offset, len(stream)):
+            again.apply(stream[off], off)
+            after += again.advance()
+        seen = {}
+        for w in emitted + after:
+            assert w.window_id in reference, "a partial window was emitted"
+            assert _content(w) == reference[w.window_id], "a re-emitted window differs"
+            seen[w.window_id] = True
+        assert set(seen) == set(reference)
+
+
+def test_observe_one_turns_enriched_records_into_observations_and_bad_ones_into_dead_letters() -> None:
+    from types import SimpleNamespace
+
+    from pipeline.config import CommonSettings
+    from pipeline.schema import DeadLetter
+    from pipeline.topics import Topics
+    from processors.signals.agent import observe_one
+
+    topics = Topics.from_settings(CommonSettings())
+    msg = SimpleNamespace(topic=topics.enriched, partition=2, offset=41)
+    item = EnrichedFeedback(
+        source="ticket", source_ref="t-1", text="Still waiting for my order",
+        event_time=datetime(2026, 3, 2, tzinfo=UTC),
+        sentiment=Sentiment(polarity=-0.2, subjectivity=0.4, label="negative"),
+        categories=[CategoryTag(name="delivery", confidence=0.8)])
+    kind, key, value = observe_one(item.model_dump_json().encode(), msg, topics)  # type: ignore[misc]
+    assert kind == "obs" and key == item.key
+    assert Observation.from_bytes(value).partition == 2
+    kind, _, value = observe_one(b'{"not": "enriched"}', msg, topics)  # type: ignore[misc]
+    letter = DeadLetter.model_validate_json(value)
+    assert kind == "dlq" and letter.stage == "signals" and letter.reason == "invalid_enriched_record"
+    assert (letter.partition, letter.offset, letter.original_bytes()) == (2, 41, b'{"not": "enriched"}')
+    state = item.model_copy(update={"attributes": {"ticket_event": "state"}})
+    if hasattr(state, "is_ticket_state"):  # ticket status changes are not customer feedback
+        assert observe_one(state.model_dump_json().encode(), msg, topics) is None
