@@ -9,6 +9,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -254,4 +255,43 @@ def test_alert_gauges_follow_the_warehouse(alert_db: str) -> None:
         dispatcher.refresh_gauges()
         assert REGISTRY.get_sample_value("feedback_alert_active", labels) == 0.0
     finally:
+        engine.dispose()
+
+
+def test_a_channel_down_for_a_long_outage_and_a_restart_loses_nothing(alert_db: str) -> None:
+    """A receiver down through dozens of retries (minutes at production backoff, compressed here by a
+    short backoff cap) and an alert sink restarted mid-outage: the event stays pending in the
+    warehouse and is delivered exactly once when the receiver returns."""
+    engine = make_engine(alert_db)
+    port = free_port()
+    first = Dispatcher(engine, [WebhookChannel(f"http://127.0.0.1:{port}/hook", 1.0)], retry_initial=0.02,
+                       retry_max=0.1, poll=0.05)
+    back: Receiver | None = None
+    second: Dispatcher | None = None
+    try:
+        alert = _open_alert(engine, "billing")
+        first.start()
+
+        def attempts() -> int:
+            with engine.connect() as conn:
+                return next((d["attempts"] for d in store.deliveries(conn, alert.alert_id)
+                             if d["channel"] == "webhook"), 0)  # 0 until the pump made the row
+
+        wait_for(lambda: attempts() >= 30, 60, what="thirty failed attempts")
+        first.stop()  # the alert sink restarts while the receiver is still down
+        assert _status(engine, alert, "webhook") == "pending"
+        second = Dispatcher(engine, [WebhookChannel(f"http://127.0.0.1:{port}/hook", 1.0)], retry_initial=0.02,
+                            retry_max=0.1, poll=0.05)
+        second.start()
+        back = Receiver(port=port)
+        wait_for(lambda: _status(engine, alert, "webhook") == "delivered", 30, what="delivered after the outage")
+        time.sleep(0.5)
+        hooks = back.at("/hook")
+        assert len(hooks) == 1 and hooks[0].json()["alert"]["alert_id"] == str(alert.alert_id)
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+        if back is not None:
+            back.close()
         engine.dispose()
