@@ -86,6 +86,23 @@ def pipeline(kafka_bootstrap: str, warehouse_url: str, warehouse: Engine,
         p.stop()
 
 
+@pytest.fixture
+def restartable(tmp_path: Path) -> Iterator[tuple[Pipeline, int]]:
+    """A pipeline on its own embedded broker, which the test may kill and start again (``.broker_proc``)."""
+    port = broker.free_port()
+    proc = broker.start(port)
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    p = Pipeline(f"127.0.0.1:{port}", url, make_engine(url), tmp_path)
+    p.env["FEEDBACK_PUBLISH_TIMEOUT_SECONDS"] = "3"
+    p.start_all()
+    p.broker_proc = proc  # type: ignore[attr-defined]
+    try:
+        yield p, port
+    finally:
+        p.stop()
+        p.broker_proc.kill()  # type: ignore[attr-defined]
+
+
 def table_names(engine: Engine) -> set[str]:
     from sqlalchemy import inspect
 

@@ -1,0 +1,69 @@
+"""The embedded broker restarts (and forgets everything): every component recovers on its own."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import httpx
+import pytest
+
+from pipeline import broker
+from tests.integration.harness import Pipeline, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def post_until_accepted(client: httpx.Client, body: dict[str, object], deadline: float) -> list[int]:
+    """What a well-behaved client does: retry on 503 (honouring Retry-After, capped) until 202."""
+    codes = []
+    while time.monotonic() < deadline:
+        r = client.post("/v1/events", json=body)
+        codes.append(r.status_code)
+        if r.status_code == 202:
+            return codes
+        assert r.status_code == 503 and r.json()["error"] == "broker_unavailable", r.text
+        time.sleep(min(float(r.headers.get("retry-after", "1")), 1.0))
+    raise AssertionError(f"never accepted: {codes[-5:]}")
+
+
+def test_broker_restart_503_then_202_and_nothing_lost(restartable: tuple[Pipeline, int]) -> None:
+    p, port = restartable
+    run = uuid.uuid4().hex[:8]
+    with httpx.Client(base_url=p.url, timeout=30) as client:
+        for i in range(100):
+            assert client.post("/v1/events", json={"source_ref": f"{run}-before-{i}", "text": "ok"}).status_code == 202
+        wait_for(lambda: p.count(f"source_ref LIKE '{run}-before-%'") == 100, 60, what="rows before")
+
+        p.broker_proc.kill()  # type: ignore[attr-defined]
+        p.broker_proc.wait()  # type: ignore[attr-defined]
+        down = client.post("/v1/events", json={"source_ref": f"{run}-down", "text": "broker is down"})
+        assert down.status_code == 503 and int(down.headers["retry-after"]) >= 1
+        assert client.get("/readyz").status_code == 503
+
+        p.broker_proc = broker.start(port)  # type: ignore[attr-defined]  # comes back empty
+        deadline = time.monotonic() + 90
+        codes: list[int] = []
+        for i in range(300):
+            codes += post_until_accepted(client, {"source_ref": f"{run}-after-{i}",
+                                                  "text": f"Order {i}: the courier was late"}, deadline)
+        assert codes.count(202) == 300
+        wait_for(lambda: client.get("/readyz").status_code == 200, 30, what="ready again")
+
+    where = f"source_ref LIKE '{run}-after-%'"
+    wait_for(lambda: p.count(where) == 300, 120, what="all 300 records accepted after the restart")
+    time.sleep(1)
+    assert p.count(where) == 300
+    assert all(proc.poll() is None for proc in p.procs.values()), "components recover without restarts"
+    topics = broker_topics(port)
+    assert {f"{p.prefix}feedback.raw", f"{p.prefix}feedback.enriched", f"{p.prefix}feedback.dlq"} <= topics
+
+
+def broker_topics(port: int) -> set[str]:
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{port}")
+    try:
+        return set(admin.list_topics())
+    finally:
+        admin.close()
