@@ -46,15 +46,25 @@ class Topics:
 
 def ensure_topics(settings: CommonSettings, timeout: float = 30.0) -> Topics:
     """Create the pipeline's topics if missing; safe to call from every process at every start."""
+    from pipeline.broker import port_open
+
     topics = Topics.from_settings(settings)
     deadline = time.monotonic() + timeout
     last: Exception | None = None
+    servers = [h.strip().rpartition(":") for h in settings.bootstrap.split(",") if h.strip()]
     while time.monotonic() < deadline:
+        # kafka-python's admin bootstrap can wait far past its timeout when nothing listens: ask the
+        # network first, so a broker that is down is a quick TransientError, never a hung thread.
+        if not any(port_open(host, int(port)) for host, _, port in servers if port.isdigit()):
+            last = ConnectionRefusedError(f"no bootstrap server of {settings.bootstrap} accepts connections")
+            time.sleep(0.5)
+            continue
         try:
             admin = KafkaAdminClient(
                 bootstrap_servers=settings.bootstrap,
                 client_id="feedback-admin",
                 request_timeout_ms=10_000,
+                bootstrap_timeout_ms=int(max(1.0, deadline - time.monotonic()) * 1000),
                 **settings.kafka_client_options(),
             )
         except KafkaError as exc:  # broker not reachable yet

@@ -11,6 +11,7 @@ import asyncio
 import hmac
 import json
 import re
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -138,18 +139,20 @@ def create_app(settings: HttpSettings, publisher: Publisher | None = None) -> Fa
     def reprovision() -> None:
         """After a failed publish, re-create missing topics in the background (a broker restarted
         with memory storage comes back empty); at most one attempt every 5 seconds."""
-        task = provisioning["task"]
-        if (task is not None and not task.done()) or time.monotonic() - provisioning["last"] < 5:
+        worker = provisioning["task"]
+        if (worker is not None and worker.is_alive()) or time.monotonic() - provisioning["last"] < 5:
             return
         provisioning["last"] = time.monotonic()
 
-        async def attempt() -> None:
+        def attempt() -> None:
             try:
-                await asyncio.to_thread(ensure_topics, settings, 5.0)
+                ensure_topics(settings, 5.0)
             except TransientError as exc:
                 log.warning("topic provisioning failed", error=str(exc))
 
-        provisioning["task"] = asyncio.create_task(attempt())
+        # a daemon thread: a broker that never answers must not hold up the service's shutdown
+        provisioning["task"] = threading.Thread(target=attempt, name="reprovision-topics", daemon=True)
+        provisioning["task"].start()
 
     async def publish(records: list[FeedbackRecord], source: str) -> None:
         try:
