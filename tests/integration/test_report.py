@@ -3,8 +3,6 @@ headless Chromium opens the HTML, every chart is there and drawn, the sections s
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,28 +11,11 @@ import pytest
 
 from pipeline.schema import Aspect, CategoryTag, EnrichedFeedback, Sentiment
 from sinks.warehouse.writer import WarehouseWriter
-from tests.conftest import require
 from tests.integration.warehouse_data import DIALECTS, fresh_engine, populate, run_cli, today
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 CHARTS = ["chart-nps", "chart-csat", "chart-volume", "chart-negative", "chart-aspects"]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    require(CHROMIUM is not None, "Debian package chromium (/usr/bin/chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.mark.parametrize("kind", DIALECTS)
