@@ -33,6 +33,9 @@ from processors.taxonomy import FALLBACK, Taxonomy, merge_hits
 
 # Zero-width and other format characters that render as nothing.
 _INVISIBLE = re.compile(r"[\u200b-\u200f\u2060-\u2064\ufeff\u00ad]")
+# Runs of blanks that folding changes (a lone space is left alone: it would be replaced by itself).
+_BLANKS = re.compile(r"[ \t\r\f\v]{2,}|[\t\r\f\v]")
+_BREAKS = re.compile(r"\n{3,}")
 
 
 def parse_raw(value: bytes) -> FeedbackRecord:
@@ -57,11 +60,14 @@ def _summarize(exc: ValidationError) -> str:
 
 def normalize_text(text: str) -> str:
     """NFC, invisible characters removed, runs of blanks folded (line breaks kept)."""
-    text = unicodedata.normalize("NFC", _INVISIBLE.sub("", text))
+    if not text.isascii():  # ASCII holds no invisible characters and is already NFC
+        text = unicodedata.normalize("NFC", _INVISIBLE.sub("", text))
     if not text.isprintable():
         text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) != "Cc")
-    text = re.sub(r"[ \t\r\f\v]+", " ", text)
-    return re.sub(r"\n{3,}", "\n\n", text).strip()
+    text = _BLANKS.sub(" ", text)
+    if "\n\n\n" in text:
+        text = _BREAKS.sub("\n\n", text)
+    return text.strip()
 
 
 def content_hash(record: FeedbackRecord) -> str:
@@ -122,6 +128,7 @@ class Enricher:
             self.category_model = CategoryModel.load(Path(self.category_model))
         self.redactor = Redactor(self.phone_regions or DEFAULT_REGIONS)
         self.assess("Warm up: load the lexicons and the language model now, not on the first record.")
+        language.warm_up()  # that English text takes the word-list path: load the fastText model too
 
     @classmethod
     def from_settings(cls, settings: Any) -> Enricher:
@@ -181,7 +188,7 @@ class Enricher:
         if not text:
             raise RecordError("empty_text", "the text holds no visible characters")
         a = self.assess(text, record.subject, record.language)
-        data = record.model_dump()
+        data = record.__dict__.copy()  # its validated fields (extra="forbid": nothing else); validated again below
         counts = a.redactions
         if record.attributes:
             attributes, attr_counts = self.redactor.redact_many(record.attributes)

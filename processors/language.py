@@ -34,6 +34,7 @@ _MAX_CHARS = 300
 _LETTER = re.compile(r"[^\W\d_]")
 _NOISE = re.compile(r"https?://\S+|www\.\S+|\[[A-Z]+\]|\S+@\S+")
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")  # words in any script
+_ASCII_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")  # the same, for lower-case ASCII text (faster)
 _FUNCTION_WORDS = frozenset(
     """a about after again all also am an and any are as at be because been before being both but by
     can could did do does doing done don't down during each even ever every few for from get got had
@@ -56,6 +57,19 @@ class Detection:
     @property
     def is_english(self) -> bool:
         return self.language == "en"
+
+
+def warm_up() -> None:
+    """Load the English word list and the fastText model now (else the first text that needs
+    each one waits for it; most English feedback never calls the model)."""
+    english_words()
+    _model()
+
+
+@cache
+def _english(confidence: float) -> Detection:
+    """English with this (rounded) confidence; one shared immutable object per value."""
+    return Detection("en", confidence)
 
 
 @cache
@@ -93,12 +107,13 @@ def detect(text: str) -> Detection:
     """The language of ``text`` (see the module docstring for short and letter-less texts)."""
     clean = _NOISE.sub(" ", text) if ("@" in text or "//" in text or "[" in text or "www." in text) else text
     clean = clean.replace("\n", " ").strip()
-    words = _WORD.findall(clean.lower())
+    lower = clean.lower()
+    words = (_ASCII_WORD if lower.isascii() else _WORD).findall(lower)
     if len(words) >= FAST_PATH_WORDS:
         known = english_words()
         share = sum(map(known.__contains__, words)) / len(words)
         if share >= FAST_PATH_SHARE:
-            return Detection("en", round(share, 3))
+            return _english(round(share, 3))
     elif not _LETTER.search(clean):
         return Detection(UNDETERMINED, 0.0, has_letters=False)
     sample = clean[:_MAX_CHARS]

@@ -13,6 +13,7 @@ evaluation runs; scores are in [-1, 1]; labels come from the analyzer's neutral 
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import math
 import os
@@ -21,12 +22,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
 import textblob.en
 from textblob import TextBlob
-from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+from textblob._text import PUNCTUATION
+from vaderSentiment.vaderSentiment import BOOSTER_DICT, SentimentIntensityAnalyzer, SentiText
 
 from pipeline.errors import ConfigError
 from pipeline.schema import Sentiment, SentimentLabel
@@ -57,9 +60,77 @@ def _clip(x: float, lo: float = -1.0, hi: float = 1.0) -> float:
     return max(lo, min(hi, x))
 
 
+_VADER_VERSION = importlib.metadata.version("vaderSentiment")
+
+
+@dataclass(slots=True)
+class _Window:
+    """What ``sentiment_valence`` reads of a ``SentiText``: its words (here: a window) and caps flag."""
+
+    is_cap_diff: bool
+    words_and_emoticons: list[str] = field(default_factory=list)
+
+
+class _Vader(SentimentIntensityAnalyzer):  # type: ignore[misc]
+    """VADER with exactly its own scores, minus work its ``polarity_scores`` (3.3.2) does in vain.
+
+    * It first rebuilds the text character by character to replace emojis with their
+      descriptions; every emoji in its lexicon is non-ASCII, so ASCII text (nearly all feedback)
+      comes out unchanged and skips that pass. Text that is not ASCII takes VADER's own path.
+    * It calls ``sentiment_valence`` for every word, which only appends 0 for a word outside the
+      lexicon; such words get their 0 here without the call, and a sentence without any lexicon
+      word gets what ``score_valence`` gives for all-zero valences (computed by it, once).
+      ``_but_check`` runs only when there is a "but" (without one it changes nothing).
+    * ``sentiment_valence``'s rules (negation, "no", "least", boosters, idioms) read words
+      ``i-3 .. i+2`` only, but several of them lower-case the whole sentence on every call: they
+      are handed just that window of words (same scores; long sentences are much faster).
+
+    The lexicons and the rules themselves (``sentiment_valence``, ``_but_check``,
+    ``score_valence``) are VADER's code. The shortcuts are used only with the release they were
+    checked against (``tests/unit/test_sentiment.py`` compares both on rule-heavy sentences);
+    any other version runs VADER's ``polarity_scores`` unchanged.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._fast = _VADER_VERSION == "3.3.2" and not any(e.isascii() for e in self.emojis)
+        # score_valence of valences that are all 0 does not depend on the text or their number
+        self._all_zero = self.score_valence([0], "")
+        self._no_words = self.score_valence([], "")
+
+    def polarity_scores(self, text: str) -> dict[str, float]:
+        if not self._fast or not text.isascii():
+            return super().polarity_scores(text)  # type: ignore[no-any-return]
+        sentitext = SentiText(text.strip())
+        words = sentitext.words_and_emoticons
+        lexicon = self.lexicon
+        last = len(words) - 1
+        sentiments: list[float] = []
+        scored = False
+        window = _Window(sentitext.is_cap_diff)
+        has_but = False
+        for i, item in enumerate(words):
+            lower = item.lower()
+            if lower == "but":
+                has_but = True
+            if lower in BOOSTER_DICT or lower not in lexicon or (
+                    lower == "kind" and i < last and words[i + 1].lower() == "of"):
+                sentiments.append(0)
+                continue
+            start = i - 3 if i > 3 else 0  # the rules read words i-3 .. i+2 only: hand them just those
+            window.words_and_emoticons = words[start:i + 3]
+            sentiments = self.sentiment_valence(0, window, item, i - start, sentiments)
+            scored = True
+        if not scored:  # no lexicon word: VADER's own result for all-zero valences (or for no words)
+            return dict(self._all_zero if sentiments else self._no_words)
+        if has_but:  # _but_check changes nothing in a sentence without "but"
+            sentiments = self._but_check(words, sentiments)
+        return self.score_valence(sentiments, sentitext.text)  # type: ignore[no-any-return]
+
+
 @cache
 def _vader() -> SentimentIntensityAnalyzer:
-    return SentimentIntensityAnalyzer()
+    return _Vader()
 
 
 class _TextBlobLexicon(textblob.en.Sentiment):  # type: ignore[misc]
@@ -69,6 +140,14 @@ class _TextBlobLexicon(textblob.en.Sentiment):  # type: ignore[misc]
 
     __contains__ = dict.__contains__
     __getitem__ = dict.__getitem__
+
+    def may_assess(self, words: Sequence[str]) -> bool:
+        """False when ``assessments`` of these (untagged) words is sure to be empty: none is in the
+        lexicon, and none passes its test for a possible emoticon or "(!)" (its only other source)."""
+        for w in words:  # noqa: SIM110 (a loop: faster than any() over a generator, on a hot path)
+            if w in self or (w.isalpha() is False and len(w) <= 5 and w not in PUNCTUATION):
+                return True
+        return False
 
 
 @cache
@@ -97,7 +176,8 @@ class SentenceSignals:
 
 def sentence_signals(sentence: str) -> SentenceSignals:
     toks = tokens(sentence)
-    assessed = textblob_lexicon().assessments(((w, None) for w in toks), negation=True)
+    lex = textblob_lexicon()
+    assessed = lex.assessments(zip(toks, repeat(None)), negation=True) if lex.may_assess(toks) else []
     v = _vader().polarity_scores(sentence)
     cs_pos, cs_neg = lexicon.score(toks)
     return SentenceSignals(toks, [(a[1], a[2]) for a in assessed], v["compound"], v["pos"], v["neg"],
@@ -156,6 +236,19 @@ class EnsembleModel:
     band: float
     cs_prior: float = 0.0  # extra weight of the customer-service lexicon (a domain prior, not tuned)
     meta: dict[str, Any] = field(default_factory=dict)
+    #: Per word: its own weights and the weights of the bigrams it starts, by second word
+    #: (``"not": ([...], {"good": [...], ...})``), so :meth:`term_margins` looks each token up once.
+    _by_word: dict[str, tuple[list[float] | None, dict[str, list[float]] | None]] = field(
+        init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        followers: dict[str, dict[str, list[float]]] = {}
+        for term, weights in self.terms.items():
+            first, sep, second = term.partition(" ")
+            if sep:
+                followers.setdefault(first, {})[second] = weights
+        self._by_word = {w: (self.terms.get(w), followers.get(w))
+                         for w in {t for t in self.terms if " " not in t} | followers.keys()}
 
     @classmethod
     def load(cls, path: Path | None = None) -> EnsembleModel:
@@ -180,21 +273,23 @@ class EnsembleModel:
     def term_margins(self, toks: Sequence[str]) -> list[float]:
         """The three classes' margins from the unigrams and bigrams of one sentence's tokens."""
         m0 = m1 = m2 = 0.0
-        get = self.terms.get
-        prev = None
+        get = self._by_word.get
+        after = None  # the bigrams that start with the previous token
         for t in toks:
-            tw = get(t)
-            if tw is not None:
-                m0 += tw[0]
-                m1 += tw[1]
-                m2 += tw[2]
-            if prev is not None:
-                tw = get(f"{prev} {t}")
+            entry = get(t)
+            if entry is not None:
+                tw = entry[0]
                 if tw is not None:
                     m0 += tw[0]
                     m1 += tw[1]
                     m2 += tw[2]
-            prev = t
+            if after is not None:
+                tw = after.get(t)  # the weights of f"{previous} {t}"
+                if tw is not None:
+                    m0 += tw[0]
+                    m1 += tw[1]
+                    m2 += tw[2]
+            after = entry[1] if entry is not None else None
         return [m0, m1, m2]
 
     def probabilities(self, dense: Sequence[float], bag: dict[str, float]) -> list[float]:
@@ -266,12 +361,19 @@ class EnsembleAnalyzer(Analyzer):
 
     def _result(self, dense: list[float], term_margins: Sequence[float]) -> Scores:
         pn, pu, pp = self.model.softmax(dense, term_margins)
-        score = _clip(pp - pn)
-        label = label_for(score, self.band)
-        conf = pn if label == "negative" else pp if label == "positive" else pu
-        return {"polarity": round(_clip(dense[0]), 4), "subjectivity": round(_clip(dense[1], 0.0), 4),
+        score = pp - pn
+        score = 1.0 if score > 1.0 else -1.0 if score < -1.0 else score  # _clip, inlined (hot path)
+        if score > self.band:
+            label, conf = "positive", pp
+        elif score < -self.band:
+            label, conf = "negative", pn
+        else:
+            label, conf = "neutral", pu
+        polarity, subjectivity = dense[0], dense[1]
+        return {"polarity": round(1.0 if polarity > 1.0 else -1.0 if polarity < -1.0 else polarity, 4),
+                "subjectivity": round(1.0 if subjectivity > 1.0 else 0.0 if subjectivity < 0.0 else subjectivity, 4),
                 "label": label, "analyzer": self.name, "score": round(score, 4),
-                "confidence": round(_clip(conf, 0.0), 4)}
+                "confidence": round(1.0 if conf > 1.0 else 0.0 if conf < 0.0 else conf, 4)}
 
     def scores(self, text: str, sentences: Sequence[str]) -> tuple[Scores, list[Scores]]:
         sigs = [sentence_signals(s) for s in sentences]

@@ -72,6 +72,7 @@ class Taxonomy:
         self._index: dict[str, list[tuple[tuple[str, ...], int, int]]] = {}
         self._regexes: list[tuple[int, int, re.Pattern[str]]] = []
         self._exclusions: dict[str, list[tuple[tuple[str, ...], int, int]]] = {}
+        self._confidences: dict[tuple[int, int], tuple[str, float]] = {}
         for ci, cat in enumerate(categories):
             for ti, term in enumerate(cat.terms):
                 _add(self._index, term, ci, ti)
@@ -132,8 +133,17 @@ class Taxonomy:
         """The distinct terms of each category found in ``text``, after its exclusions."""
         words = _WORD.findall(text.lower())
         found: Hits = {}
-        for ci, ti in _scan(self._index, words):
-            found.setdefault(ci, set()).add(ti)
+        get = self._index.get
+        for i, w in enumerate(words):  # _scan, inlined (it runs for every sentence)
+            entries = get(w)
+            if entries:
+                for term, ci, ti in entries:
+                    if len(term) == 1 or tuple(words[i:i + len(term)]) == term:
+                        terms = found.get(ci)
+                        if terms is None:
+                            found[ci] = {ti}
+                        else:
+                            terms.add(ti)
         for ci, ti, rx in self._regexes:
             if rx.search(text):
                 found.setdefault(ci, set()).add(ti)
@@ -144,12 +154,19 @@ class Taxonomy:
 
     def scored(self, hits: Hits) -> list[tuple[str, float]]:
         """(name, confidence) from hits, best first (confidence, then name); ``other`` if none."""
-        scored = [
-            (self.categories[ci].name, round(min(1.0, self.categories[ci].confidence + 0.1 * (len(terms) - 1)), 3))
-            for ci, terms in hits.items() if terms
-        ]
-        scored.sort(key=lambda x: (-x[1], x[0]))
+        scored = [self._confidence(ci, len(terms)) for ci, terms in hits.items() if terms]
+        if len(scored) > 1:
+            scored.sort(key=lambda x: (-x[1], x[0]))
         return scored or [(FALLBACK, 1.0)]
+
+    def _confidence(self, ci: int, n: int) -> tuple[str, float]:
+        """(name, confidence) of category ``ci`` with ``n`` distinct terms found (memoised)."""
+        key = (ci, n)
+        found = self._confidences.get(key)
+        if found is None:
+            cat = self.categories[ci]
+            found = self._confidences[key] = (cat.name, round(min(1.0, cat.confidence + 0.1 * (n - 1)), 3))
+        return found
 
     def tags(self, hits: Hits) -> list[CategoryTag]:
         """:meth:`scored` as validated tags."""

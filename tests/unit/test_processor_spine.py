@@ -45,6 +45,23 @@ def test_normalize_text() -> None:
     assert normalize_text("\u200b\u2060\ufeff") == ""
 
 
+def test_normalize_text_folds_only_what_needs_folding() -> None:
+    assert normalize_text("a b\tc\r\nd  e \f\v f") == "a b c\nd e f"  # a lone tab: a space; CR: dropped
+    assert normalize_text("Cafe\u0301 ok") == "Caf\u00e9 ok"  # non-ASCII text is still NFC-normalised
+    assert normalize_text("one\n\ntwo\n\n\nthree") == "one\n\ntwo\n\nthree"
+
+
+def test_enriched_record_does_not_share_containers_with_its_input(enricher: Enricher) -> None:
+    record = FeedbackRecord(source_ref="r9", text="Great app, fast delivery.", tags=["a"], attributes={"k": "v"})
+    enriched = enricher.enrich(record)
+    assert enriched.tags == record.tags and enriched.attributes == record.attributes
+    assert enriched.tags is not record.tags and enriched.attributes is not record.attributes
+    enriched.tags.append("b")
+    assert record.tags == ["a"]
+    again = EnrichedFeedback.model_validate(enriched.model_dump())  # what enrich returns is already valid
+    assert again.model_dump(exclude={"processed_at"}) == enriched.model_dump(exclude={"processed_at"})
+
+
 def test_enriched_record(enricher: Enricher) -> None:
     out = process_one(raw(text="The parcel never arrived and support never answered.", nps_score=1),
                       None, enricher, RecentSet(10), TOPICS)

@@ -24,6 +24,10 @@ def redactor() -> Redactor:
     ("card 5500-0000-0000-0004.", "card [CARD].", {"card": 1}),
     ("IBAN DE89 3704 0044 0532 0130 00 please", "IBAN [IBAN] please", {"iban": 1}),
     ("pay to GB82WEST12345698765432", "pay to [IBAN]", {"iban": 1}),
+    # at the edges of the cheap pre-checks: two ":" (IPv6), exactly 7 digits (phone), digits only in an e-mail
+    ("link-local fe80::1 is down", "link-local [IP] is down", {"ip": 1}),
+    ("ref 12:30 and 555-2671", "ref 12:30 and [PHONE]", {"phone": 1}),
+    ("a1234567@example.com and (415) 555-2671", "[EMAIL] and [PHONE]", {"email": 1, "phone": 1}),
 ])
 def test_redacts(redactor: Redactor, text: str, expected: str, counts: dict[str, int]) -> None:
     r = redactor.redact(text)

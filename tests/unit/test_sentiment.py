@@ -137,3 +137,46 @@ def test_shipped_model_is_complete(tmp_path) -> None:  # type: ignore[no-untyped
     bad.write_text("{}")
     with pytest.raises(ConfigError):
         EnsembleModel.load(bad)
+
+
+def test_vader_shortcuts_give_vaders_own_scores() -> None:
+    """The ensemble's VADER (ASCII fast path, words outside the lexicon skipped, a window of
+    words handed to the rules) scores exactly like ``SentimentIntensityAnalyzer`` itself."""
+    import random
+
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    from processors.sentiment import _vader
+
+    stock, mine = SentimentIntensityAnalyzer(), _vader()
+    texts = [
+        "", "   ", "!!!", "The package arrived on Tuesday.", "Great 😀 service", "I 💔 this ☹️ app",
+        "It is not good at all, and no one answered.", "No good, no fun.", "no or nor good",
+        "The service was kind of good but the food was AWFUL!!!", "At least it works. Least helpful ever.",
+        "Without doubt the best, never so happy, never this bad.", "The shit! Yeah right. To die for.",
+        "He cut the mustard, barely ok, extremely GOOD, kind of", "isn't it lovely?? wasn't bad???",
+        "A very very very long sentence that keeps going and going without any sentiment at all until "
+        "the very end where it is finally not terrible but rather wonderful and not bad, no doubt.",
+    ]
+    vocab = ["no", "not", "never", "nor", "or", "least", "at", "very", "so", "this", "without", "doubt",
+             "kind", "of", "sort", "the", "shit", "bomb", "bad", "ass", "yeah", "right", "to", "die", "for",
+             "good", "GOOD", "great", "awful", "love", "hate", "but", "n't", "isn't", "extremely", "barely",
+             "BARELY", "fine", "ok"]  # VADER's negations, boosters, idioms and "but", mixed with lexicon words
+    rng = random.Random(5)
+    texts += [" ".join(rng.choice(vocab) for _ in range(rng.randint(1, 16))) + rng.choice(["", ".", "!!", "??"])
+              for _ in range(3000)]
+    for text in texts:
+        assert mine.polarity_scores(text) == stock.polarity_scores(text), text
+
+
+def test_term_margins_equal_the_bag_of_one_sentence(ensemble: EnsembleAnalyzer) -> None:
+    """Per sentence, the looked-up unigram and bigram weights are those of its bag of terms."""
+    model = ensemble.model
+    for text in ("This is not good at all.", "I was charged twice, still no refund!", "", "not not not"):
+        sig = sentence_signals(text)
+        margins = [0.0, 0.0, 0.0]
+        for term, n in bag_of_terms([sig]).items():
+            for k, w in enumerate(model.terms.get(term, (0.0, 0.0, 0.0))):
+                margins[k] += n * w
+        assert model.term_margins(sig.tokens) == pytest.approx(margins, abs=1e-12)
+    assert model.term_margins(["not", "good"]) != model.term_margins(["good", "not"])  # bigrams count
