@@ -38,6 +38,11 @@ class CommonSettings(BaseSettings):
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
     kafka_ssl_cafile: Path | None = None
+    topic_watch_seconds: float = Field(
+        default=1.0, gt=0, le=300,
+        description="How often consumers check that their topics were not deleted and created again "
+        "(the embedded broker restarts empty); a recreated topic is re-read from its beginning.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
     metrics_host: str = Field(

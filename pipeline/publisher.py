@@ -21,7 +21,7 @@ from pipeline.config import CommonSettings
 from pipeline.errors import TransientError
 from pipeline.logging import get_logger
 from pipeline.schema import DeadLetter, FeedbackRecord
-from pipeline.topics import Topics
+from pipeline.topics import Topics, ensure_topics
 
 log = get_logger(__name__)
 
@@ -37,6 +37,10 @@ class Publisher:
         self.settings = settings
         self.topics = Topics.from_settings(settings)
         self._lock = threading.Lock()
+        # Set when the broker failed us: it may have restarted empty (the embedded broker does), and the
+        # embedded broker accepts records for a topic it no longer knows, which the next CreateTopics
+        # then replaces. So the topics are provisioned again before the next send (see _provision_if_suspect).
+        self._suspect = False
         options: dict[str, Any] = {
             "bootstrap_servers": settings.bootstrap,
             "client_id": client_id,
@@ -61,6 +65,7 @@ class Publisher:
         try:
             return self._producer.send(topic, key=key, value=value)
         except KafkaError as exc:
+            self._suspect = True
             metrics.PUBLISH_ERRORS.labels(topic).inc()
             raise TransientError(f"broker refused the record: {exc}", retry_after=1) from exc
 
@@ -71,13 +76,16 @@ class Publisher:
 
     def publish(self, records: Sequence[FeedbackRecord], timeout: float = 30.0) -> None:
         """Send and wait until the broker acknowledged every record."""
+        self._provision_if_suspect()
         self._wait(self.send_records(records), self.topics.raw, timeout)
 
     def publish_bytes(self, topic: str, items: Sequence[tuple[bytes | None, bytes]], timeout: float = 30.0) -> None:
+        self._provision_if_suspect()
         self._wait([self._send(topic, k, v) for k, v in items], topic, timeout)
 
     def dead_letter(self, letters: Sequence[DeadLetter], timeout: float = 30.0) -> None:
         """Publish dead letters (keyed by feedback id when known) and count them."""
+        self._provision_if_suspect()
         futures = [
 self._send(self.topics.dlq, d.key_bytes(), encode(d)) for d in letters
         ]
@@ -85,14 +93,21 @@ self._send(self.topics.dlq, d.key_bytes(), encode(d)) for d in letters
         for d in letters:
             metrics.DEAD_LETTERED.labels(d.stage, d.reason).inc()
 
+    def _provision_if_suspect(self) -> None:
+        """After a failure, create the topics again (if missing) before sending anything."""
+        if self._suspect:
+            ensure_topics(self.settings, timeout=10.0)  # TransientError while the broker is still away
+            self._suspect = False
+
     def _wait(self, futures: list[Any], topic: str, timeout: float) -> None:
-        self._producer.flush(timeout=timeout)
-        for fut in futures:
-            try:
+        try:
+            self._producer.flush(timeout=timeout)
+            for fut in futures:
                 fut.get(timeout=timeout)
-            except KafkaError as exc:
-                metrics.PUBLISH_ERRORS.labels(topic).inc()
-                raise TransientError(f"broker did not acknowledge: {exc}", retry_after=1) from exc
+        except KafkaError as exc:
+            self._suspect = True
+            metrics.PUBLISH_ERRORS.labels(topic).inc()
+            raise TransientError(f"broker did not acknowledge: {exc}", retry_after=1) from exc
         metrics.PUBLISHED.labels(topic).inc(len(futures))
 
     async def publish_async(self, records: Sequence[FeedbackRecord], timeout: float = 10.0) -> None:
@@ -129,6 +144,10 @@ self._send(self.topics.dlq, d.key_bytes(), encode(d)) for d in letters
             return reachable and bool(self._producer.partitions_for(self.topics.raw))
         except Exception:  # readiness must never raise
             return False
+
+    async def ready_async(self) -> bool:
+        """:meth:`ready` from async code, in a worker thread (the HTTP service's readiness probe)."""
+        return await asyncio.to_thread(self.ready)
 
     def close(self, timeout: float = 10.0) -> None:
         """Flush and close; records the broker never acknowledged were already reported to callers."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,3 +109,130 @@ def commit_processed(consumer: KafkaConsumer, batch: list[Any]) -> str | None:
     except (CommitFailedError, KafkaError) as exc:
         return str(exc)
     return None
+
+
+class TopicWatch:
+    """Notices topics that were deleted and created again (a new topic id), and re-provisions missing ones.
+
+    The embedded broker forgets everything when it restarts: the topics come back (re-provisioned by
+    whichever component gets there first) with new ids, their offsets starting at 0 again, and the
+    consumer groups' committed offsets are gone. A consumer that keeps its position from before the
+    restart (kafka-python's and aiokafka's fetch position, faust's read offset) would silently skip
+    every record below that position in the new topic. Its owner calls :meth:`check` every
+    ``FEEDBACK_TOPIC_WATCH_SECONDS`` and rewinds the partitions of a recreated topic to the beginning:
+    records may be read twice (every write downstream is idempotent), none is skipped.
+
+    Only the topics in ``provision`` (name -> partitions) are created when missing, and only topics
+    that this process alone writes belong there: the embedded broker accepts records for a topic it
+    does not know yet (from a producer that kept its metadata across the restart), and an explicit
+    CreateTopics then replaces that topic, records and all (measured: 13 of 20 e-mails lost). Topics
+    other processes write are created by the broker's auto-creation, which keeps such records, or by
+    the producers themselves before they send (:class:`pipeline.publisher.Publisher`).
+
+    ``check`` blocks (kafka-python); async callers run it in a thread.
+    """
+
+    def __init__(self, settings: CommonSettings, topics: Iterable[str],
+                 provision: dict[str, int] | None = None) -> None:
+        self.settings = settings
+        self.names = tuple(dict.fromkeys([*topics, *(provision or {})]))
+        self.provision = dict(provision or {})  # topic -> partitions to create it with if missing
+        self._ids: dict[str, str] = {}  # the last id seen per topic (kept while the topic is missing)
+        self._admin: KafkaAdminClient | None = None
+
+    def check(self) -> set[str]:
+        """The watched topics whose id changed since the last check that saw them (empty while the broker is away)."""
+        try:
+            described = self._describe()
+        except (KafkaError, OSError) as exc:
+            log.debug("topic watch: broker not reachable", error=str(exc))
+            self.close()
+            return set()
+        changed: set[str] = set()
+        missing: list[str] = []
+        for topic in described:
+            name, topic_id = topic.get("name"), topic.get("topic_id")
+            if name not in self.names:
+                continue
+            if topic.get("error_code") or not topic_id:
+                missing.append(name)
+                continue
+            prior = self._ids.get(name)
+            if prior is not None and prior != str(topic_id):
+                changed.add(name)
+            self._ids[name] = str(topic_id)
+        if [n for n in missing if n in self.provision]:
+            self._create([n for n in missing if n in self.provision])
+        if changed:
+            log.warning("topics were recreated (the broker lost its data): re-reading them from the beginning",
+                        topics=sorted(changed))
+        return changed
+
+    def close(self) -> None:
+        if self._admin is not None:
+            with contextlib.suppress(Exception):
+                self._admin.close()
+            self._admin = None
+
+    def _describe(self) -> list[dict[str, Any]]:
+        from pipeline.broker import port_open
+
+        if self._admin is None:
+            servers = [h.strip().rpartition(":") for h in self.settings.bootstrap.split(",") if h.strip()]
+            if not any(port_open(host, int(port)) for host, _, port in servers if port.isdigit()):
+                raise ConnectionRefusedError(f"no bootstrap server of {self.settings.bootstrap} accepts connections")
+            self._admin = KafkaAdminClient(
+                bootstrap_servers=self.settings.bootstrap, client_id="feedback-topic-watch",
+                request_timeout_ms=5_000, bootstrap_timeout_ms=5_000, **self.settings.kafka_client_options(),
+            )
+        return list(self._admin.describe_topics(list(self.names)))
+
+    def _create(self, names: list[str]) -> None:
+        assert self._admin is not None
+        new = [NewTopic(n, num_partitions=self.provision[n], replication_factor=self.settings.topic_replication)
+               for n in names]
+        try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another component won the race
+                self._admin.create_topics(new)
+            log.info("missing topics re-provisioned", topics=names)
+        except KafkaError as exc:
+            log.warning("could not re-provision topics; retrying at the next check", topics=names, error=str(exc))
+
+
+def rewind_recreated(consumer: KafkaConsumer, changed: set[str]) -> list[TopicPartition]:
+    """Seek a kafka-python consumer's partitions of the ``changed`` topics to their beginning."""
+    tps = [tp for tp in consumer.assignment() if tp.topic in changed]
+    if tps:
+        # Fresh metadata first (a remote call): kafka-python then drops the old topic's cached leader
+        # epochs, which the new topic's fetches would otherwise be refused for.
+        with contextlib.suppress(KafkaError):
+            consumer.topics()
+        consumer.seek_to_beginning(*tps)
+    return tps
+
+
+class RecreatedTopicGuard:
+    """A :class:`TopicWatch` for one kafka-python consumer, checked at most every ``FEEDBACK_TOPIC_WATCH_SECONDS``."""
+
+    def __init__(self, settings: CommonSettings, consumer: KafkaConsumer, topics: Iterable[str]) -> None:
+        self.watch = TopicWatch(settings, topics)
+        self.consumer = consumer
+        self.interval = settings.topic_watch_seconds
+        self._next = 0.0
+
+    def rewound(self) -> bool:
+        """True when a watched topic was recreated since the last check: the consumer now reads it from
+        the beginning, and the batch in hand must not be committed (its offsets are the old topic's)."""
+        now = time.monotonic()
+        if now < self._next:
+            return False
+        self._next = now + self.interval
+        changed = self.watch.check()
+        if changed:
+            tps = rewind_recreated(self.consumer, changed)
+            log.warning("rewound recreated topics to their beginning",
+                        partitions=sorted(f"{tp.topic}/{tp.partition}" for tp in tps))
+        return bool(changed)
+
+    def close(self) -> None:
+        self.watch.close()

@@ -19,7 +19,7 @@ from pipeline.config import ProcessorSettings
 from pipeline.errors import RecordError
 from pipeline.logging import get_logger
 from pipeline.schema import DeadLetter
-from pipeline.topics import Topics
+from pipeline.topics import Topics, TopicWatch
 from processors.enrich import Enricher, RecentSet, content_hash, parse_raw
 from processors.taxonomy import Taxonomy
 
@@ -94,8 +94,48 @@ def create_app(settings: ProcessorSettings) -> faust.App:
             metrics.BATCH_SIZE.labels("processor").observe(len(batch))
 
     from processors.signals import register as register_signals  # degrading signals (issue 6)
-    register_signals(app, settings, topics)
+    from processors.signals.agent import SignalTopicNames
+    runner = register_signals(app, settings, topics)
+
+    signal_names = SignalTopicNames.of(topics)
+    # Only the signal agents' own single-partition topics are re-created here (see TopicWatch).
+    watch = TopicWatch(settings, [topics.raw, topics.enriched],
+                       provision={signal_names.observations: 1, signal_names.checkpoints: 1})
+
+    pending: set[str] = set()
+
+    @app.timer(interval=settings.topic_watch_seconds)
+    async def rewind_recreated_topics() -> None:
+        """A topic recreated under us (the broker restarted empty) is re-read from offset 0 (see TopicWatch).
+
+        Never during a rebalance: faust runs its rebalance callbacks on the consumer thread too, and a
+        seek of partitions that are being revoked would stall it; the rewind waits for the next tick."""
+        pending.update(await asyncio.get_running_loop().run_in_executor(None, watch.check))
+        if pending and not app.rebalancing:
+            await rewind(app.consumer, pending, on_rewound=runner.on_revoked)
+            pending.clear()
+
     return app
+
+
+async def rewind(consumer: Any, changed: set[str], on_rewound: Any = None) -> set[Any]:
+    """Seek faust's consumer to offset 0 on its partitions of the ``changed`` topics and forget what it
+    remembers of them: the read offset (below which faust drops messages), the acked and committed
+    offsets (so the commits may go back to the new topic's offsets) and the gaps; faust forgets the same
+    on a revoke."""
+    tps = {tp for tp in consumer.assignment() if tp.topic in changed}
+    if not tps:
+        return tps
+    for attr in ("_gap", "_acked", "_acked_index", "_read_offset", "_committed_offset"):
+        remembered = getattr(consumer, attr, None)
+        if remembered is not None:
+            for tp in tps:
+                remembered.pop(tp, None)
+    if on_rewound is not None:
+        on_rewound(tps)  # the signal windows rebuild their state from the recreated topic
+    await consumer.seek_wait({tp: 0 for tp in tps})
+    log.warning("rewound recreated topics to offset 0", partitions=sorted(f"{tp.topic}/{tp.partition}" for tp in tps))
+    return tps
 
 
 def process_one(

@@ -11,14 +11,14 @@ from __future__ import annotations
 import math
 import secrets
 import time
-from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from limits import parse
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from connectors.http.errors import ApiError, error_body
 from pipeline import metrics
@@ -65,8 +65,59 @@ def content_security_policy(nonce: str, frame_ancestors: list[str]) -> str:
     )
 
 
+_ALWAYS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"strict-origin-when-cross-origin"),
+    (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
+)
+
+
+class SecurityHeaders:
+    """Pure ASGI middleware (no extra task or stream per request, unlike ``@app.middleware("http")``):
+    ``431`` past ``max_header_count`` headers, a fresh CSP nonce in ``request.state.csp_nonce``, and
+    the security headers on every response (a header the route set itself is kept)."""
+
+    def __init__(self, app: ASGIApp, max_header_count: int, origins: list[str]) -> None:
+        self.app = app
+        self.max_header_count = max_header_count
+        self.origins = origins
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if len(scope["headers"]) > self.max_header_count:
+            metrics.REJECTED.labels("http", "too_many_headers").inc()
+            response = JSONResponse(
+                error_body("too_many_headers", f"at most {self.max_header_count} headers"), 431
+            )
+            await response(scope, receive, send)
+            return
+        nonce = secrets.token_urlsafe(16)
+        scope.setdefault("state", {})["csp_nonce"] = nonce
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
+                headers.extend(item for item in _ALWAYS if item[0] not in present)
+                content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"")
+                if content_type.startswith(b"text/html"):
+                    headers = [(k, v) for k, v in headers if k.lower() != b"content-security-policy"]
+                    csp = content_security_policy(nonce, self.origins)
+                    if scope["path"] in ("/docs", "/redoc"):  # FastAPI's docs pages load their own assets
+                        csp = "frame-ancestors 'none'"
+                    headers.append((b"content-security-policy", csp.encode("latin-1")))
+                    if not self.origins and b"x-frame-options" not in present:
+                        headers.append((b"x-frame-options", b"DENY"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 def install(app: FastAPI, settings: HttpSettings) -> None:
-    """Add the CORS allow-list and the header middleware to ``app``."""
+    """Add the CORS allow-list and the header middleware to ``app`` (the header middleware outermost)."""
     origins = [o.rstrip("/") for o in settings.cors_origins]
     if origins:
         app.add_middleware(
@@ -76,24 +127,4 @@ def install(app: FastAPI, settings: HttpSettings) -> None:
             allow_headers=["Content-Type", "Authorization"],
             max_age=600,
         )
-
-    @app.middleware("http")
-    async def headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        if len(request.headers.raw) > settings.max_header_count:
-            metrics.REJECTED.labels("http", "too_many_headers").inc()
-            return JSONResponse(
-                error_body("too_many_headers", f"at most {settings.max_header_count} headers"), 431
-            )
-        request.state.csp_nonce = secrets.token_urlsafe(16)
-        response = await call_next(request)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
-        response.headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
-        if response.headers.get("content-type", "").startswith("text/html"):
-            csp = content_security_policy(request.state.csp_nonce, origins)
-            if request.url.path in ("/docs", "/redoc"):  # FastAPI's docs pages load their own assets
-                csp = "frame-ancestors 'none'"
-            response.headers["Content-Security-Policy"] = csp
-            if not origins:
-                response.headers.setdefault("X-Frame-Options", "DENY")
-        return response
+    app.add_middleware(SecurityHeaders, max_header_count=settings.max_header_count, origins=origins)

@@ -25,9 +25,8 @@ from connectors.tickets import auth, freshdesk, generic, jira, zendesk
 from connectors.tickets.model import Mapped, RecordFactory
 from pipeline import metrics
 from pipeline.config import HttpSettings
-from pipeline.errors import RecordError, TransientError
+from pipeline.errors import RecordError
 from pipeline.logging import get_logger
-from pipeline.publisher import Publisher
 
 log = get_logger(__name__)
 
@@ -112,14 +111,9 @@ def create_router(settings: HttpSettings, *, verify: bool = True) -> APIRouter:
 
     async def publish(request: Request, mapped: Mapped, system: str, source: str) -> None:
         if mapped.records:
-            publisher: Publisher = request.app.state.publisher
-            try:
-                await publisher.publish_async(mapped.records, timeout=settings.publish_timeout_seconds)
-            except TransientError as exc:
-                log.warning("publish failed", error=str(exc), records=len(mapped.records))
-                raise ApiError(503, "broker_unavailable", "the delivery could not be stored; retry later",
-                               headers={"Retry-After": str(int(exc.retry_after or 2))}) from exc
-            metrics.ACCEPTED.labels(source).inc(len(mapped.records))
+            # the app's publish: broker ack (acks=all) or ApiError 503 broker_unavailable with Retry-After;
+            # a failure also re-provisions the topics (a restarted embedded broker comes back empty)
+            await request.app.state.publish(mapped.records, source)
         for record in mapped.records:
             metrics.TICKET_ITEMS.labels(system, "state" if record.is_ticket_state else "feedback").inc()
         for reason in mapped.skipped:

@@ -27,7 +27,7 @@ from pipeline.config import AlertSettings
 from pipeline.logging import get_logger
 from pipeline.publisher import Publisher
 from pipeline.schema import DeadLetter, SignalWindow
-from pipeline.topics import Topics, commit_processed, ensure_topics
+from pipeline.topics import RecreatedTopicGuard, Topics, commit_processed, ensure_topics
 from sinks.alerts.channels import Channel, channels_from
 from sinks.alerts.dispatch import Dispatcher
 from sinks.alerts.judge import SignalJudge, config_from
@@ -75,22 +75,25 @@ class AlertSink:
                                      retry_max=s.alert_retry_max_seconds, notify_updates=s.alert_notify_updates)
         self.dispatcher.start()
         self._consumer = self._connect()
+        guard = RecreatedTopicGuard(s, self._consumer, [self.topics.signals])
         log.info("alert sink started", topic=self.topics.signals, channels=[c.name for c in channels],
                  url=self.engine.url.render_as_string(hide_password=True))
         try:
             while not self._stop.is_set():
                 polled = self._consumer.poll(timeout_ms=500, max_records=s.sink_batch_size)
                 batch = [m for records in polled.values() for m in records]
+                rewound = guard.rewound()  # the broker lost the topic: its offsets start again at 0
                 if batch:
-                    self._handle(batch)
+                    self._handle(batch, commit=not rewound)
                     self._lag()
         finally:
+            guard.close()
             self._consumer.close(autocommit=False)
             self.dispatcher.stop()
             self._publisher.close()
             self.engine.dispose()
 
-    def _handle(self, batch: list[Any]) -> None:
+    def _handle(self, batch: list[Any], commit: bool = True) -> None:
         assert self._publisher is not None
         started = time.perf_counter()
         windows: list[SignalWindow] = []
@@ -114,7 +117,8 @@ class AlertSink:
             metrics.WRITTEN.labels("signal_windows").inc(result.windows)
             if result.events and self.dispatcher is not None:
                 self.dispatcher.nudge()
-        self._commit(batch)
+        if commit:
+            self._commit(batch)
         metrics.BATCH_SECONDS.labels("alerts").observe(time.perf_counter() - started)
         metrics.BATCH_SIZE.labels("alerts").observe(len(batch))
 

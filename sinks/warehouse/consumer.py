@@ -24,7 +24,7 @@ from pipeline.errors import TransientError
 from pipeline.logging import get_logger
 from pipeline.publisher import Publisher
 from pipeline.schema import DeadLetter, EnrichedFeedback
-from pipeline.topics import Topics, commit_processed, ensure_topics
+from pipeline.topics import RecreatedTopicGuard, Topics, commit_processed, ensure_topics
 from sinks.warehouse.db import explain, make_engine, migrate
 from sinks.warehouse.writer import WarehouseWriter
 
@@ -84,14 +84,17 @@ class WarehouseSink:
         ensure_topics(self.settings)
         self._publisher = Publisher(self.settings, client_id="feedback-warehouse-sink-dlq")
         self._consumer = self._connect()
+        guard = RecreatedTopicGuard(self.settings, self._consumer, [self.topics.enriched])
         log.info("warehouse sink started", url=self.engine.url.render_as_string(hide_password=True),
                  topic=self.topics.enriched)
         try:
             while not self._stop.is_set():
                 batch = self._collect()
+                rewound = guard.rewound()  # the broker lost the topic: its offsets start again at 0
                 if batch:
-                    self._handle(batch)
+                    self._handle(batch, commit=not rewound)
         finally:
+            guard.close()
             self._consumer.close(autocommit=False)
             self._publisher.close()
             self.engine.dispose()
@@ -112,10 +115,10 @@ class WarehouseSink:
             for records in polled.values():
                 batch.extend(records)
             if not batch and remaining <= 0:
-                deadline = time.monotonic() + self.settings.sink_batch_ms / 1000
+                break  # idle: back to the loop, which checks the topics (RecreatedTopicGuard)
         return batch
 
-    def _handle(self, batch: list[Any]) -> None:
+    def _handle(self, batch: list[Any], commit: bool = True) -> None:
         assert self._consumer is not None and self._publisher is not None
         started = time.perf_counter()
         items: list[EnrichedFeedback] = []
@@ -135,7 +138,8 @@ class WarehouseSink:
         for item in items:
             metrics.END_TO_END.observe(max(0.0, (now - item.received_at).total_seconds()))
             metrics.EVENT_TO_WRITE.observe(max(0.0, (now - item.event_time).total_seconds()))
-        self._commit(batch)
+        if commit:
+            self._commit(batch)
         metrics.BATCH_SECONDS.labels("sink").observe(time.perf_counter() - started)
         metrics.BATCH_SIZE.labels("sink").observe(len(batch))
 

@@ -50,14 +50,14 @@ def test_broker_restart_503_then_202_and_nothing_lost(restartable: tuple[Pipelin
         assert codes.count(202) == 300
         wait_for(lambda: client.get("/readyz").status_code == 200, 30, what="ready again")
 
-    # Records accepted after the restart flow through again. The exact count is NOT asserted here: the
-    # processor keeps its fetch position across the restart and can skip records below it in the
-    # recreated topic (the known gap in the README, seen as 299 of 300); it needs a position reset on
-    # topic recreation, which is not built yet.
+    # Every record accepted after the restart reaches the warehouse exactly once: the components
+    # notice the recreated topics and re-read them from offset 0 (pipeline.topics.TopicWatch) instead
+    # of resuming from their positions in the lost ones.
     where = f"source_ref LIKE '{run}-after-%'"
-    wait_for(lambda: p.count(where) >= 250, 120, what="records accepted after the restart reach the warehouse")
-    time.sleep(1)
-    assert p.count(where) <= 300  # and none twice
+    wait_for(lambda: p.count(where) == 300, 120, what="all 300 records accepted after the restart in the warehouse")
+    time.sleep(2)
+    assert p.count(where) == 300  # and none twice
+    assert p.count(f"source_ref LIKE '{run}-before-%'") == 100
     assert all(proc.poll() is None for proc in p.procs.values()), "components recover without restarts"
     topics = broker_topics(port)
     assert {f"{p.prefix}feedback.raw", f"{p.prefix}feedback.enriched", f"{p.prefix}feedback.dlq"} <= topics

@@ -66,3 +66,48 @@ def test_publisher_and_sink_clients_get_the_options(monkeypatch: pytest.MonkeyPa
     opts = load(ProcessorSettings).kafka_client_options()
     for cls in (KafkaProducer, KafkaConsumer):
         assert set(opts) <= set(cls.DEFAULT_CONFIG)
+
+
+def test_sasl_scram_over_ssl_reaches_the_http_services_aiokafka_producer(
+        monkeypatch: pytest.MonkeyPatch, cafile: Path) -> None:
+    """The HTTP service publishes with aiokafka (pipeline/async_publisher.py): same settings, aiokafka's terms."""
+    import asyncio
+
+    from aiokafka import AIOKafkaProducer
+
+    from pipeline.async_publisher import AsyncPublisher, aiokafka_client_options
+    from pipeline.config import HttpSettings
+
+    monkeypatch.setenv("FEEDBACK_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("FEEDBACK_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+    monkeypatch.setenv("FEEDBACK_KAFKA_SASL_USERNAME", "pipeline")
+    monkeypatch.setenv("FEEDBACK_KAFKA_SASL_PASSWORD", "s3cret")
+    monkeypatch.setenv("FEEDBACK_KAFKA_SSL_CAFILE", str(cafile))
+    settings = load(HttpSettings)
+    opts = aiokafka_client_options(settings)
+    assert opts["security_protocol"] == "SASL_SSL" and opts["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert opts["sasl_plain_username"] == "pipeline" and opts["sasl_plain_password"] == "s3cret"
+    context = opts["ssl_context"]
+    assert isinstance(context, ssl.SSLContext) and context.verify_mode == ssl.CERT_REQUIRED
+    assert len(context.get_ca_certs()) == 1  # our CA file, not the system store
+
+    async def build() -> AIOKafkaProducer:  # aiokafka validates its options when constructed (no broker)
+        return AIOKafkaProducer(**AsyncPublisher(settings)._options)
+
+    client = asyncio.run(build()).client
+    assert client._security_protocol == "SASL_SSL" and client._sasl_mechanism == "SCRAM-SHA-512"
+    assert client._sasl_plain_username == "pipeline" and client._sasl_plain_password == "s3cret"
+    assert client._ssl_context.verify_mode == ssl.CERT_REQUIRED and len(client._ssl_context.get_ca_certs()) == 1
+
+
+def test_plaintext_and_ssl_only_for_aiokafka(monkeypatch: pytest.MonkeyPatch, cafile: Path) -> None:
+    from pipeline.async_publisher import aiokafka_client_options
+    from pipeline.config import HttpSettings
+
+    monkeypatch.delenv("FEEDBACK_KAFKA_SECURITY_PROTOCOL", raising=False)
+    assert aiokafka_client_options(load(HttpSettings)) == {"security_protocol": "PLAINTEXT"}
+    monkeypatch.setenv("FEEDBACK_KAFKA_SECURITY_PROTOCOL", "SSL")
+    monkeypatch.setenv("FEEDBACK_KAFKA_SSL_CAFILE", str(cafile))
+    opts = aiokafka_client_options(load(HttpSettings))
+    assert set(opts) == {"security_protocol", "ssl_context"} and opts["security_protocol"] == "SSL"
+    assert opts["ssl_context"].verify_mode == ssl.CERT_REQUIRED and len(opts["ssl_context"].get_ca_certs()) == 1

@@ -1,0 +1,109 @@
+"""TopicWatch and RecreatedTopicGuard against the real embedded broker restarted empty."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+
+from pipeline import broker
+from pipeline.config import CommonSettings
+from pipeline.topics import RecreatedTopicGuard, TopicWatch
+from tests.integration.harness import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def own_broker() -> Iterator[dict[str, Any]]:
+    port = broker.free_port()
+    state: dict[str, Any] = {"port": port, "proc": broker.start(port)}
+    try:
+        yield state
+    finally:
+        state["proc"].kill()
+        state["proc"].wait()
+
+
+def restart_empty(state: dict[str, Any]) -> None:
+    state["proc"].kill()
+    state["proc"].wait()
+    state["proc"] = broker.start(state["port"])
+
+
+def settings_for(port: int) -> CommonSettings:
+    return CommonSettings(kafka_bootstrap=f"127.0.0.1:{port}", topic_watch_seconds=0.1)
+
+
+def test_watch_reprovisions_missing_topics_and_reports_recreated_ones(own_broker: dict[str, Any]) -> None:
+    name = f"watch-{uuid.uuid4().hex[:8]}"
+    other = f"watched-only-{uuid.uuid4().hex[:8]}"
+    watch = TopicWatch(settings_for(own_broker["port"]), [other], provision={name: 3})
+    try:
+        assert watch.check() == set()  # missing: created with its 3 partitions, nothing to rewind
+        assert watch.check() == set()  # the id it now knows
+        producer = KafkaProducer(bootstrap_servers=f"127.0.0.1:{own_broker['port']}")
+        assert len(producer.partitions_for(name)) == 3
+        producer.close()
+        admin = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{own_broker['port']}")
+        assert other not in admin.list_topics()  # watched, not provisioned: others write it
+        admin.close()
+
+        own_broker["proc"].kill()
+        own_broker["proc"].wait()
+        assert watch.check() == set()  # the broker is away: no answer, no exception
+        own_broker["proc"] = broker.start(own_broker["port"])
+        assert watch.check() == set()  # back empty: re-provisioned (the old id is remembered meanwhile)
+        assert watch.check() == {name}  # ... and it is a different topic now
+        assert watch.check() == set()
+    finally:
+        watch.close()
+
+
+def test_guard_rewinds_a_consumer_whose_position_would_skip_records_of_the_recreated_topic(
+        own_broker: dict[str, Any]) -> None:
+    """The consumer read 10 records; the broker restarts empty and 15 new records arrive before the
+    consumer fetches again: from its old position it would start at offset 10 of the new topic."""
+    bootstrap = f"127.0.0.1:{own_broker['port']}"
+    name = f"guard-{uuid.uuid4().hex[:8]}"
+    settings = settings_for(own_broker["port"])
+    TopicWatch(settings, [], provision={name: 1}).check()  # provisions the topic
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for i in range(10):
+        producer.send(name, f"old-{i}".encode(), partition=0).get(10)
+    producer.close()
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+                             enable_auto_commit=False)
+    tp = TopicPartition(name, 0)
+    consumer.assign([tp])
+    guard = RecreatedTopicGuard(settings, consumer, [name])
+    seen: list[str] = []
+    deadline = time.monotonic() + 30
+    while len(seen) < 10 and time.monotonic() < deadline:
+        seen += [m.value.decode() for recs in consumer.poll(200).values() for m in recs]
+        assert not guard.rewound()
+    assert seen == [f"old-{i}" for i in range(10)] and consumer.position(tp) == 10
+
+    restart_empty(own_broker)
+    wait_for(lambda: broker.port_open("127.0.0.1", own_broker["port"]), 10, what="broker back")
+    TopicWatch(settings, [], provision={name: 1}).check()  # another component re-provisions it
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for i in range(15):
+        producer.send(name, f"new-{i}".encode(), partition=0).get(10)
+    producer.close()
+
+    new: list[str] = []
+    rewinds = 0
+    deadline = time.monotonic() + 60
+    while len(set(new)) < 15 and time.monotonic() < deadline:
+        new += [m.value.decode() for recs in consumer.poll(200).values() for m in recs]
+        rewinds += guard.rewound()
+    consumer.close()
+    guard.close()
+    assert rewinds == 1
+    assert sorted(set(new), key=lambda v: int(v.split("-")[1])) == [f"new-{i}" for i in range(15)], new
