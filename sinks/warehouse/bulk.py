@@ -7,6 +7,12 @@ writer's, never a second copy of it. Plain inserts (rows of a child table whose 
 has just deleted) are COPYed straight into the target. Smaller batches and SQLite use one
 ``executemany`` of the same statement (SQLite's executemany runs in C, one prepared statement).
 
+Rows come either as dicts (``upsert``, ``insert_rows``) or column-wise (``upsert_columns``,
+``insert_columns``, ``insert_new_columns``: one list of values per column, all of the same length),
+which is what the sink builds: values are converted a column at a time, mostly by C-level ``map``
+calls (a repeated value once), and the COPY payload is assembled as text in a few string operations
+per column instead of per value. ``IN`` lists of ids go to PostgreSQL as one array-literal parameter.
+
 Guarantees: the result is the same as ``conn.execute(stmt, rows)``; everything happens on the
 caller's connection, inside the caller's transaction.
 """
@@ -14,17 +20,39 @@ caller's connection, inside the caller's transaction.
 from __future__ import annotations
 
 import json
+import re
 import uuid
-from collections.abc import Callable, Sequence
-from datetime import datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date, datetime
+from itertools import chain, repeat
+from operator import attrgetter, itemgetter, methodcaller
 from typing import Any
 
-from sqlalchemy import JSON, Connection, Table, any_, bindparam, column, delete, insert, select, table
+from sqlalchemy import JSON, Connection, Table, Uuid, any_, bindparam, column, delete, insert, select, table
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 
 #: Below this many rows a COPY round trip does not pay off; executemany is used.
 COPY_MIN_ROWS = 64
+
+#: SQLAlchemy keeps ``cursor.rowcount`` of INSERTs only when asked.
+_ROWCOUNT = {"preserve_rowcount": True}
+#: Column name -> that column's values (every list of one call has the same length).
+Columns = Mapping[str, Sequence[Any]]
+
+_NONE = type(None)
+_ISO_SPACE_US = methodcaller("isoformat", " ", "microseconds")
+_FIRST_26 = itemgetter(slice(0, 26))
+_INT = attrgetter("int")
+_TZINFO = attrgetter("tzinfo")
+#: Values :func:`_map` looks at first: when they barely repeat, it does not look for repeats at all.
+_SAMPLE = 64
+
+
+#: Characters COPY's text format needs escaped (besides the NUL no PostgreSQL text may hold).
+_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
+_COPY_NULL = "\\N"
+_FLOAT_SPECIAL = {"inf": "Infinity", "-inf": "-Infinity", "nan": "NaN"}
 
 
 def _pg_text(value: Any) -> Any:
@@ -36,124 +64,389 @@ def _pg_text(value: Any) -> Any:
     return value
 
 
-def _columnar(rows: Sequence[dict[str, Any]], procs: list[tuple[str, Any]]) -> list[tuple[Any, ...]]:
-    """Rows as tuples in ``procs`` order, each value passed through its column's converter (or None)."""
-    cols = [[p(r[k]) for r in rows] if p else [r[k] for r in rows] for k, p in procs]
-    return list(zip(*cols, strict=True))
+def rows_to_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """Dict rows (all with the keys of the first) as columns."""
+    return {k: [r[k] for r in rows] for k in rows[0]} if rows else {}
+
+
+def columns_to_rows(cols: Columns) -> list[dict[str, Any]]:
+    keys = list(cols)
+    return [dict(zip(keys, values, strict=True)) for values in zip(*(cols[k] for k in keys), strict=True)]
+
+
+def _length(cols: Columns) -> int:
+    return len(next(iter(cols.values()))) if cols else 0
 
 
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _copy(conn: Connection, target: str, columns: list[str], rows: Sequence[dict[str, Any]]) -> None:
+# -- PostgreSQL: COPY ... FROM STDIN in text format ---------------------------------------------------
+def _escape_copy(values: Sequence[str]) -> list[str] | None:
+    """``values`` escaped for COPY's text format, a column at a time: the column is joined with NUL (which
+    no PostgreSQL text can hold), escaped in four C-level replaces if it needs it at all, and split
+    again. None when a value holds a NUL (the caller falls back to psycopg's per-value path)."""
+    joined = "\x00".join(values)
+    if joined.count("\x00") != len(values) - 1:
+        return None
+    if _COPY_SPECIAL.search(joined) is None:
+        return list(values)
+    joined = joined.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return joined.split("\x00")
+
+
+def _json_texts(values: Sequence[Any]) -> list[str]:
+    """``json.dumps`` of each value; lists of strings (tags) and empty containers once per distinct value."""
+    return _json_column(json.dumps, values)
+
+
+def _map(fn: Callable[[Any], Any], values: Sequence[Any], null: Any = None,
+         many: Callable[[Sequence[Any]], list[Any]] | None = None) -> list[Any]:
+    """``[null if v is None else fn(v) for v in values]`` (``many(values)`` when given and no value is
+    None), computed once per distinct value when values repeat (dates, scores, confidences, a batch's
+    ``written_at``; judged on the first :data:`_SAMPLE` values): a C-level ``dict.fromkeys`` and
+    ``map``. Values equal yet formatted differently (``0.0`` and ``-0.0``, one instant in two time
+    zones) are never merged: a float column holding a zero, or datetimes of more than one time zone,
+    are formatted one by one."""
+    sample = values[:_SAMPLE]
+    distinct = dict.fromkeys(values) if len(set(sample)) * 2 <= len(sample) + 1 else {}
+    if distinct and len(distinct) * 2 <= len(values):
+        kinds = set(map(type, distinct))
+        mergeable = not (float in kinds and 0 in distinct) and \
+            not (datetime in kinds and len(set(map(_TZINFO, filter(None, values)))) > 1)
+        if mergeable:
+            for key in distinct:
+                distinct[key] = null if key is None else fn(key)
+            return list(map(distinct.__getitem__, values))
+    if None in (distinct or values):
+        return [null if v is None else fn(v) for v in values]
+    return many(values) if many is not None else list(map(fn, values))
+
+
+def _copy_text_column(values: Sequence[Any]) -> list[str] | None:
+    """One column as COPY text fields (the text psycopg's dumpers would send; UUIDs without hyphens,
+    a form PostgreSQL reads alike), or None when a value is of a type this fast path does not format
+    (the caller then uses psycopg's own row formatting)."""
+    kinds = set(map(type, values))
+    nullable = _NONE in kinds
+    kinds.discard(_NONE)
+    if not kinds:
+        return [_COPY_NULL] * len(values)
+    if kinds == {str}:
+        text = _escape_copy([v if v is not None else "" for v in values] if nullable else values)
+        if text is None or not nullable:
+            return text
+        return [_COPY_NULL if v is None else t for v, t in zip(values, text, strict=True)]
+    if kinds <= {dict, list}:
+        text = _escape_copy(_json_texts(values))  # None -> "null", replaced below
+        if text is None or not nullable:
+            return text
+        return [_COPY_NULL if v is None else t for v, t in zip(values, text, strict=True)]
+    if kinds == {int}:
+        return _map(str, values, _COPY_NULL)
+    if kinds == {float} or kinds == {int, float}:
+        return _map(_float_text, values, _COPY_NULL, many=_float_texts)
+    if kinds == {bool}:
+        return _map(_bool_text, values, _COPY_NULL)
+    if kinds == {uuid.UUID}:
+        return [_COPY_NULL if v is None else v.hex for v in values] if nullable else uuid_hex(values)
+    if kinds == {datetime}:
+        return _map(datetime.isoformat, values, _COPY_NULL)
+    if kinds == {date}:
+        return _map(date.isoformat, values, _COPY_NULL)
+    return None
+
+
+def _float_text(value: float) -> str:
+    text = str(value)
+    return _FLOAT_SPECIAL.get(text, text)
+
+
+def _float_texts(values: Sequence[float]) -> list[str]:
+    text = list(map(str, values))
+    return text if _FLOAT_SPECIAL.keys().isdisjoint(text) else [_FLOAT_SPECIAL.get(t, t) for t in text]
+
+
+def _bool_text(value: bool) -> str:
+    return "t" if value else "f"
+
+
+def pg_array_literal(values: Sequence[Any]) -> str | None:
+    """``values`` as a PostgreSQL array literal (``'{...}'``, to cast to the element type's array), for
+    UUIDs and strings; None for anything else. One string parameter instead of psycopg dumping a
+    list element by element."""
+    kinds = set(map(type, values))
+    if kinds == {uuid.UUID}:
+        return "{" + ",".join(uuid_hex(values)) + "}"
+    if kinds == {str}:
+        joined = "\x00".join(values)
+        if joined.count("\x00") != len(values) - 1:
+            return None
+        if "\\" in joined or '"' in joined:
+            joined = joined.replace("\\", "\\\\").replace('"', '\\"')
+        return '{"' + joined.replace("\x00", '","') + '"}'
+    return None
+
+
+def _copy(conn: Connection, target: str, columns: list[str], cols: Columns) -> None:
     raw = conn.connection.driver_connection
     collist = ", ".join(_quote(c) for c in columns)
-    first = rows[0]
-    procs = [(c, _pg_text if isinstance(first[c], dict | list | uuid.UUID) or first[c] is None else None)
-             for c in columns]
+    fields = [_copy_text_column(cols[c]) for c in columns]
     with raw.cursor() as cur, cur.copy(f"COPY {target} ({collist}) FROM STDIN") as copy:  # type: ignore[union-attr]
-        for values in _columnar(rows, procs):
-            copy.write_row(values)
+        if all(f is not None for f in fields):
+            copy.write("".join([line + "\n" for line in map("\t".join, zip(*fields, strict=True))]).encode())
+            return
+        # a type the text path does not know: psycopg formats each row (JSON and UUIDs as text)
+        for values in zip(*(cols[c] for c in columns), strict=True):
+            copy.write_row([_pg_text(v) for v in values])
 
 
-def _use_copy(conn: Connection, rows: Sequence[dict[str, Any]]) -> bool:
-    return conn.dialect.name == "postgresql" and len(rows) >= COPY_MIN_ROWS
+def _use_copy(conn: Connection, n: int) -> bool:
+    return conn.dialect.name == "postgresql" and n >= COPY_MIN_ROWS
 
 
-def _processor(impl: Any, dialect: Any) -> Callable[[Any], Any] | None:
-    """The type's bind processor; SQLite's default DATETIME format is produced by ``isoformat`` in C
-    (the same text: ``YYYY-MM-DD HH:MM:SS.ffffff``, no offset), JSON of empty containers is cached."""
+def staged(conn: Connection, target: Table | Any, n: int) -> str | None:
+    """The staging table :func:`upsert_columns` and :func:`insert_new_columns` filled with ``n`` rows
+    for ``target`` in this transaction, or None when they used none (SQLite, small batches)."""
+    return stage_name(target) if _use_copy(conn, n) else None
+
+
+def stage_name(target: Table | Any) -> str:
+    return f"_stage_{target.name}"
+
+
+# -- SQLite (and other positional drivers): one executemany of plain tuples ---------------------------
+def _bind_column(impl: Any, dialect: Any, values: Sequence[Any]) -> Sequence[Any]:
+    """``values`` through the column type's bind processor, as SQLAlchemy would bind them one by one.
+
+    The usual types take C-level shortcuts that give the same values: SQLite's default DATETIME
+    format is ``isoformat(" ", "microseconds")`` without the offset, its DATE format ``isoformat``,
+    a character-based UUID is ``.hex``; JSON documents of lists of strings (tags) and empty
+    containers are serialized once per distinct value.
+    """
     proc = impl.bind_processor(dialect)
     if proc is None:
-        return None
+        return values
+    kinds = set(map(type, values))
     if isinstance(impl, sqlite.DATETIME) and impl._storage_format == sqlite.DATETIME._storage_format:
-        datetime_type, slow = datetime, proc
+        if kinds == {datetime}:
+            return _map(_sqlite_datetime, values, many=_sqlite_datetimes)
+        if kinds <= {datetime, _NONE}:
+            return _map(_sqlite_datetime, values)
+    elif isinstance(impl, sqlite.DATE) and impl._storage_format == sqlite.DATE._storage_format:
+        if kinds <= {date, _NONE}:
+            return _map(date.isoformat, values)
+    elif isinstance(impl, Uuid) and impl.as_uuid and (not dialect.supports_native_uuid or not impl.native_uuid):
+        if kinds == {uuid.UUID}:
+            return uuid_hex(values)
+    elif isinstance(impl, JSON):
+        return _json_column(proc, values)
+    return list(map(proc, values))
 
-        def fast_datetime(value: Any) -> Any:
-            if type(value) is datetime_type:
-                return value.isoformat(" ", "microseconds")[:26]
-            return slow(value)
 
-        return fast_datetime
-    if isinstance(impl, JSON):
-        empty = {"[]": proc([]), "{}": proc({})}
-        slow_json = proc
+def _sqlite_datetime(value: datetime) -> str:
+    return _FIRST_26(_ISO_SPACE_US(value))
 
-        def fast_json(value: Any) -> Any:
-            if not value and isinstance(value, list | dict):
-                return empty["[]" if isinstance(value, list) else "{}"]
-            return slow_json(value)
 
-        return fast_json
-    return proc  # type: ignore[no-any-return]
+def _sqlite_datetimes(values: Sequence[datetime]) -> list[str]:
+    return [v.isoformat(" ", "microseconds")[:26] for v in values]  # faster than two maps of callers
+
+
+def uuid_hex(values: Sequence[uuid.UUID]) -> list[str]:
+    """``[v.hex for v in values]`` (the same 32 digits) in C-level calls."""
+    return list(map(format, map(_INT, values), repeat("032x", len(values))))
+
+
+def _json_column(proc: Callable[[Any], Any], values: Sequence[Any]) -> list[Any]:
+    if set(map(type, values)) == {list} and set(map(type, chain.from_iterable(values))) <= {str}:
+        lists = dict.fromkeys(map(tuple, values))  # lists of strings (tags): one dump per distinct list
+        for as_tuple, value in zip(map(tuple, values), values, strict=True):
+            if lists[as_tuple] is None:
+                lists[as_tuple] = proc(value)
+        return list(map(lists.__getitem__, map(tuple, values)))
+    memo: dict[Any, Any] = {}
+    out = []
+    for value in values:
+        kind = type(value)
+        if kind is list and all(type(v) is str for v in value):
+            key: Any = tuple(value)
+        elif (kind is dict or kind is list) and not value:
+            key = kind
+        else:
+            out.append(proc(value))
+            continue
+        try:
+            out.append(memo[key])
+        except KeyError:
+            out.append(memo.setdefault(key, proc(value)))
+    return out
+
+
+#: A parameter of the statement's own (a literal): its already bind-processed value.
+_Const = tuple[Any]
+_COMPILED: dict[tuple[Any, ...], tuple[str, list[tuple[str, Any] | _Const]] | None] = {}
+
+
+def _compiled(stmt: Any, dialect: Any, keys: tuple[str, ...]) -> tuple[str, list[tuple[str, Any] | _Const]] | None:
+    """(SQL, parameter slots in placeholder order) of ``stmt`` for ``keys``: ``(key, bound type impl)``
+    for a row value, ``(value,)`` for a literal of the statement itself (bind-processed once); None
+    when a parameter is neither. Cached per statement object (statements compare by identity; the
+    writer and :func:`insert_columns` reuse theirs), so a batch does not recompile."""
+    cache_key = (stmt, dialect.name, keys)
+    if cache_key in _COMPILED:
+        return _COMPILED[cache_key]
+    compiled = stmt.compile(dialect=dialect, column_keys=list(keys))
+    known = set(keys)
+    slots: list[tuple[str, Any] | _Const] | None = []
+    for name in compiled.positiontup or []:
+        bind = compiled.binds[name]
+        impl = bind.type.dialect_impl(dialect)
+        if bind.key in known:
+            slots.append((bind.key, impl))  # type: ignore[union-attr]
+        elif not bind.required and bind.callable is None and not bind.expanding:
+            proc = impl.bind_processor(dialect)
+            slots.append((proc(bind.value) if proc else bind.value,))  # type: ignore[union-attr]
+        else:
+            slots = None
+            break
+    result = (str(compiled), slots) if slots is not None else None
+    if len(_COMPILED) >= 256:
+        _COMPILED.clear()
+    _COMPILED[cache_key] = result
+    return result
+
+
+def executemany_columns(conn: Connection, stmt: Any, cols: Columns) -> int:
+    """``conn.execute(stmt, rows)`` for the rows ``cols`` holds, with the statement compiled once and
+    SQLAlchemy's per-row parameter bookkeeping skipped: each column goes through its type's bind
+    processor (so it is stored exactly as SQLAlchemy would store it) and the driver's executemany
+    gets plain tuples. Returns the driver's rowcount (rows inserted, updated or deleted; -1 unknown)."""
+    dialect = conn.dialect
+    n = _length(cols)
+    if not n:
+        return 0
+    compiled = _compiled(stmt, dialect, tuple(cols)) if dialect.paramstyle in ("qmark", "format", "numeric") else None
+    if compiled is None:
+        result = conn.execute(stmt, columns_to_rows(cols), execution_options=_ROWCOUNT)
+    else:
+        sql, slots = compiled
+        values = [_bind_column(s[1], dialect, cols[s[0]]) if len(s) == 2 else [s[0]] * n for s in slots]
+        result = conn.exec_driver_sql(sql, list(zip(*values, strict=True)), execution_options=_ROWCOUNT)
+    return int(result.rowcount) if dialect.supports_sane_multi_rowcount else -1
 
 
 def executemany(conn: Connection, stmt: Any, rows: Sequence[dict[str, Any]]) -> None:
-    """``conn.execute(stmt, rows)`` with the statement compiled once and SQLAlchemy's per-row
-    parameter bookkeeping skipped: each value goes through its column type's bind processor (so it
-    is stored exactly as SQLAlchemy would store it) and the driver's executemany gets plain tuples.
+    """:func:`executemany_columns` of dict rows."""
+    if not rows:
+        return
+    executemany_columns(conn, stmt, rows_to_columns(rows))
+
+
+def _stage(conn: Connection, target: Table | Any, cols: Columns) -> Any:
+    """COPY the rows of ``cols`` into a temporary copy of ``target`` (dropped at commit); returns a
+    ``SELECT`` of its columns, for ``INSERT ... SELECT``."""
+    stage = stage_name(target)
+    conn.exec_driver_sql(
+        f"CREATE TEMP TABLE IF NOT EXISTS {_quote(stage)} (LIKE {_quote(target.name)} INCLUDING DEFAULTS) "
+        "ON COMMIT DROP"
+    )
+    _copy(conn, _quote(stage), list(cols), cols)
+    return select(*(column(c) for c in cols)).select_from(table(stage))
+
+
+def upsert_columns(conn: Connection, target: Table | Any, cols: Columns, stmt_factory: Callable[[], Any]) -> int:
+    """Upsert the rows of ``cols`` into ``target`` with ``stmt_factory()`` (an INSERT ... ON CONFLICT)."""
+    n = _length(cols)
+    if not n:
+        return 0
+    stmt = stmt_factory()
+    if not _use_copy(conn, n):
+        executemany_columns(conn, stmt, cols)
+        return n
+    conn.execute(stmt.from_select(list(cols), _stage(conn, target, cols)))
+    return n
+
+
+def insert_new_columns(conn: Connection, target: Table | Any, cols: Columns, insert_stmt: Any,
+                       upsert_stmt: Any) -> bool:
+    """Write the rows of ``cols`` into ``target``: first ``insert_stmt`` (an ``INSERT ... ON CONFLICT DO
+    NOTHING``), then, only when it did not insert every row (some ids already existed, or the driver
+    cannot tell), ``upsert_stmt`` (the ``INSERT ... ON CONFLICT DO UPDATE``) over all of them; on
+    PostgreSQL both read one staging table. The result is the upsert's.
+
+    Returns True when this call inserted every row: none existed, committed or being written by
+    another transaction (an ``ON CONFLICT`` insert waits for those), so nothing keyed by these ids can
+    exist yet either.
     """
-    dialect = conn.dialect
-    if dialect.paramstyle not in ("qmark", "format", "numeric") or not rows:
-        conn.execute(stmt, list(rows))
-        return
-    compiled = stmt.compile(dialect=dialect, column_keys=list(rows[0]))
-    order = compiled.positiontup or []
-    keys = set(rows[0])
-    if any(compiled.binds[name].key not in keys for name in order):  # literals in the statement
-        conn.execute(stmt, list(rows))
-        return
-    procs = []
-    for name in order:
-        bind = compiled.binds[name]
-        procs.append((bind.key, _processor(bind.type.dialect_impl(dialect), dialect)))
-    params = _columnar(rows, procs)
-    conn.exec_driver_sql(str(compiled), params)
+    n = _length(cols)
+    if not n:
+        return True
+    if not _use_copy(conn, n):
+        if executemany_columns(conn, insert_stmt, cols) == n:
+            return True
+        executemany_columns(conn, upsert_stmt, cols)
+        return False
+    source = _stage(conn, target, cols)
+    columns = list(cols)
+    inserted = conn.execute(insert_stmt.from_select(columns, source), execution_options=_ROWCOUNT).rowcount
+    if conn.dialect.supports_sane_rowcount and inserted == n:
+        return True
+    conn.execute(upsert_stmt.from_select(columns, source))
+    return False
 
 
 def upsert(conn: Connection, target: Table | Any, rows: Sequence[dict[str, Any]],
            stmt_factory: Callable[[], Any]) -> int:
     """Upsert ``rows`` into ``target`` with the statement ``stmt_factory()`` builds (an INSERT ... ON CONFLICT)."""
-    if not rows:
+    return upsert_columns(conn, target, rows_to_columns(rows), stmt_factory)
+
+
+_INSERTS: dict[tuple[str | None, str], Any] = {}
+
+
+def insert_columns(conn: Connection, target: Table | Any, cols: Columns) -> int:
+    """Plain insert of the rows of ``cols`` (no conflicts expected): COPY on PostgreSQL, executemany elsewhere."""
+    n = _length(cols)
+    if not n:
         return 0
-    stmt = stmt_factory()
-    if not _use_copy(conn, rows):
-        executemany(conn, stmt, rows)
-        return len(rows)
-    columns = list(rows[0])
-    stage = f"_stage_{target.name}"
-    conn.exec_driver_sql(
-        f"CREATE TEMP TABLE IF NOT EXISTS {_quote(stage)} (LIKE {_quote(target.name)} INCLUDING DEFAULTS) "
-        "ON COMMIT DROP"
-    )
-    _copy(conn, _quote(stage), columns, rows)
-    source: Any = select(*(column(c) for c in columns)).select_from(table(stage))
-    conn.execute(stmt.from_select(columns, source))
-    return len(rows)
+    if not _use_copy(conn, n):
+        key = (target.schema, target.name)
+        stmt = _INSERTS.get(key)
+        if stmt is None or stmt.table is not target:
+            stmt = _INSERTS[key] = insert(target)
+        executemany_columns(conn, stmt, cols)
+        return n
+    schema = f"{_quote(target.schema)}." if target.schema else ""
+    _copy(conn, schema + _quote(target.name), list(cols), cols)
+    return n
 
 
 def insert_rows(conn: Connection, target: Table | Any, rows: Sequence[dict[str, Any]]) -> int:
     """Plain insert of ``rows`` (no conflicts expected): COPY on PostgreSQL, executemany elsewhere."""
-    if not rows:
-        return 0
-    if not _use_copy(conn, rows):
-        executemany(conn, insert(target), rows)
-        return len(rows)
-    schema = f"{_quote(target.schema)}." if target.schema else ""
-    _copy(conn, schema + _quote(target.name), list(rows[0]), rows)
-    return len(rows)
+    return insert_columns(conn, target, rows_to_columns(rows))
 
 
 def delete_in(conn: Connection, column: Any, values: Sequence[Any], chunk: int = 900) -> int:
     """``DELETE FROM <column's table> WHERE column IN values``: one ``= ANY(array)`` statement on
-    PostgreSQL (a short query psycopg prepares once), chunks of ``chunk`` bound values elsewhere."""
+    PostgreSQL (a short query psycopg prepares once); on SQLite one prepared ``DELETE ... WHERE
+    column = ?`` run by executemany (in C, an index probe per value); chunks of ``chunk`` bound values
+    elsewhere."""
     if not values:
         return 0
     target = column.table
+    name = (f"{_quote(target.schema)}." if target.schema else "") + _quote(target.name)
     if conn.dialect.name == "postgresql":
+        literal = pg_array_literal(values) if isinstance(column.type, Uuid) else None
+        if literal is not None:
+            return int(conn.exec_driver_sql(
+                f"DELETE FROM {name} WHERE {_quote(column.name)} = ANY(%s::uuid[])", (literal,)).rowcount)
         return int(conn.execute(delete(target).where(column == any_(bindparam(
             "values", list(values), type_=ARRAY(column.type))))).rowcount)
+    if conn.dialect.name == "sqlite":
+        impl = column.type.dialect_impl(conn.dialect)
+        params = [(v,) for v in _bind_column(impl, conn.dialect, list(values))]
+        return int(conn.exec_driver_sql(f"DELETE FROM {name} WHERE {_quote(column.name)} = ?", params).rowcount)
     total = 0
     for start in range(0, len(values), chunk):
         total += conn.execute(delete(target).where(column.in_(list(values[start : start + chunk])))).rowcount

@@ -17,10 +17,14 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from pipeline.errors import ConfigError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+#: SQLite page cache per connection (negative: KiB) and WAL pages between automatic checkpoints.
+SQLITE_CACHE_KIB = -65536
+SQLITE_WAL_AUTOCHECKPOINT = 10000
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, a busy timeout and enforced foreign keys."""
+    """An engine for ``url``; SQLite gets WAL, a busy timeout, enforced foreign keys, a 64 MiB page
+    cache and checkpoints every 10,000 WAL pages."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -34,6 +38,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
+            # the sink's batches dirty pages all over the id and customer indexes: a page cache that
+            # holds them (64 MiB instead of 2) and a checkpoint every ~40 MB of WAL instead of every
+            # 4 MB (each batch's pages are copied back once per checkpoint, not once per batch)
+            cur.execute(f"PRAGMA cache_size={SQLITE_CACHE_KIB}")
+            cur.execute(f"PRAGMA wal_autocheckpoint={SQLITE_WAL_AUTOCHECKPOINT}")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
+from itertools import chain, repeat
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import Connection, Float, ForeignKey, Index, Integer, String, Text, Uuid
@@ -45,10 +47,31 @@ def aspect_rows(items: Iterable[EnrichedFeedback]) -> list[dict[str, Any]]:
     ]
 
 
-def write_aspects(conn: Connection, items: Sequence[EnrichedFeedback]) -> int:
-    """Replace the aspects of ``items`` (inside the caller's transaction); returns rows inserted."""
-    bulk.delete_in(conn, FeedbackAspect.__table__.c.feedback_id, [i.feedback_id for i in items])
-    rows = aspect_rows(items)
-    if rows:
-        bulk.insert_rows(conn, FeedbackAspect.__table__, rows)  # type: ignore[arg-type]
-    return len(rows)
+#: Column of ``feedback_aspects`` -> attribute of :class:`~pipeline.schema.Aspect`.
+_ASPECT_FIELDS = {"sentence": "sentence", "category": "category", "text": "text", "confidence": "confidence",
+                  "sentiment_label": "label", "sentiment_score": "score"}
+
+
+def aspect_columns(items: Sequence[EnrichedFeedback]) -> dict[str, list[Any]]:
+    """:func:`aspect_rows` column-wise (what the sink writes)."""
+    per_item = list(map(attrgetter("aspects"), items))
+    aspects = list(chain.from_iterable(per_item))
+    cols: dict[str, list[Any]] = {
+        "feedback_id": list(chain.from_iterable(map(repeat, map(attrgetter("feedback_id"), items), map(len, per_item))))
+    }
+    for column, field in _ASPECT_FIELDS.items():
+        cols[column] = list(map(attrgetter(field), aspects))
+    return cols
+
+
+def write_aspects(conn: Connection, items: Sequence[EnrichedFeedback], replace: bool = True) -> int:
+    """Replace the aspects of ``items`` (inside the caller's transaction); returns rows inserted.
+
+    ``replace=False`` skips deleting the old aspects: for items whose feedback rows the caller has
+    just inserted (none existed, so no aspect row can)."""
+    if replace:
+        bulk.delete_in(conn, FeedbackAspect.__table__.c.feedback_id, [i.feedback_id for i in items])
+    cols = aspect_columns(items)
+    if cols["feedback_id"]:
+        bulk.insert_columns(conn, FeedbackAspect.__table__, cols)
+    return len(cols["feedback_id"])

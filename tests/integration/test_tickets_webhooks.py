@@ -149,8 +149,10 @@ def test_zendesk_ticket_comment_rating_and_status_reach_the_warehouse(hooks: Pip
     assert by_ref[f"{key}:comment:{tid + 1}"]["sentiment_label"] == "negative"
     rating = next(r for r in rows if ":rating:" in r["source_ref"])
     assert rating["csat_score"] == 1 and rating["text"] == "Nobody solved it"
-    state = wait_for(lambda: (s := ticket_state(hooks, key)) and s["status"] == "solved" and s, 30,
-                     what="ticket solved")
+    # The rating (2025-01-09: solved, priority normal) may be folded in before the newer status change
+    # (2025-01-10: solved, priority high): wait for the newest state, not just for "solved".
+    state = wait_for(lambda: (s := ticket_state(hooks, key)) and s["status"] == "solved"
+                     and s["priority"] == "high" and s, 30, what="ticket solved, newest state")
     assert state["is_solved"] is True and state["csat_score"] == 1 and state["priority"] == "high"
     assert state["tags"] == ["mobile", "login"] and state["primary_category"]
     assert hooks.count(f"source_ref LIKE '{key}:state:%'") == 0  # state changes are not feedback rows
