@@ -17,6 +17,7 @@ from sqlalchemy import Engine, text
 from pipeline import broker
 from sinks.warehouse.db import make_engine
 from tests.conftest import require
+from tests.integration import dovecot as dv
 from tests.integration.harness import Pipeline
 
 PG_DSN = os.environ.get("FEEDBACK_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -134,3 +135,15 @@ def table_names(engine: Engine) -> set[str]:
 
 
 __all__ = ["table_names", "text"]
+
+
+@pytest.fixture(scope="module")
+def dovecot() -> Iterator[dv.Dovecot]:
+    """A private Dovecot IMAP server (Debian's dovecot-imapd) for the module's tests."""
+    require(dv.available(), "Dovecot (apt-get install dovecot-imapd)")
+    server = dv.Dovecot()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()

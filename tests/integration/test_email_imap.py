@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,17 +33,6 @@ from tests.integration import dovecot as dv
 from tests.integration.harness import Pipeline, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def dovecot() -> Iterator[dv.Dovecot]:
-    require(dv.available(), "Dovecot (apt-get install dovecot-imapd)")
-    server = dv.Dovecot()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 class Connector:
