@@ -26,12 +26,18 @@ def test_plaintext_has_no_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load(ProcessorSettings).kafka_client_options() == {"security_protocol": "PLAINTEXT"}
 
 
-def test_sasl_scram_over_ssl_reaches_faust_and_kafka_python(monkeypatch: pytest.MonkeyPatch, cafile: Path) -> None:
+
+def sasl_ssl_env(monkeypatch: pytest.MonkeyPatch, mechanism: str, cafile: Path) -> None:
+    """SASL/SCRAM over SSL, as an operator sets it in the environment."""
     monkeypatch.setenv("FEEDBACK_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
-    monkeypatch.setenv("FEEDBACK_KAFKA_SASL_MECHANISM", "SCRAM-SHA-256")
+    monkeypatch.setenv("FEEDBACK_KAFKA_SASL_MECHANISM", mechanism)
     monkeypatch.setenv("FEEDBACK_KAFKA_SASL_USERNAME", "pipeline")
     monkeypatch.setenv("FEEDBACK_KAFKA_SASL_PASSWORD", "s3cret")
     monkeypatch.setenv("FEEDBACK_KAFKA_SSL_CAFILE", str(cafile))
+
+
+def test_sasl_scram_over_ssl_reaches_faust_and_kafka_python(monkeypatch: pytest.MonkeyPatch, cafile: Path) -> None:
+    sasl_ssl_env(monkeypatch, "SCRAM-SHA-256", cafile)
     settings = load(ProcessorSettings)
     creds = faust_credentials(settings)
     assert isinstance(creds, faust.SASLCredentials)
@@ -78,11 +84,7 @@ def test_sasl_scram_over_ssl_reaches_the_http_services_aiokafka_producer(
     from pipeline.async_publisher import AsyncPublisher, aiokafka_client_options
     from pipeline.config import HttpSettings
 
-    monkeypatch.setenv("FEEDBACK_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
-    monkeypatch.setenv("FEEDBACK_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
-    monkeypatch.setenv("FEEDBACK_KAFKA_SASL_USERNAME", "pipeline")
-    monkeypatch.setenv("FEEDBACK_KAFKA_SASL_PASSWORD", "s3cret")
-    monkeypatch.setenv("FEEDBACK_KAFKA_SSL_CAFILE", str(cafile))
+    sasl_ssl_env(monkeypatch, "SCRAM-SHA-512", cafile)
     settings = load(HttpSettings)
     opts = aiokafka_client_options(settings)
     assert opts["security_protocol"] == "SASL_SSL" and opts["sasl_mechanism"] == "SCRAM-SHA-512"
