@@ -132,7 +132,9 @@ def test_two_workers_of_each_kind_survive_sigkill(kafka_bootstrap: str, pg_engin
         where = f"source_ref LIKE '{run}-%'"
 
         # Both instances of each kind take part before anyone is killed: the groups really are shared.
-        wait_for(lambda: p.count(where) >= RECORDS // 4, 180, what="a quarter of the rows")
+        # Kill early (a tenth of the rows written): the processors run ahead of the sinks, and the later
+        # the kill, the more partitions they have already finished (the precondition below fails then).
+        wait_for(lambda: p.count(where) >= RECORDS // 10, 180, what="a tenth of the rows")
         for a, b, metric in (("processor-a", "processor-b", "feedback_processed_total"),
                              ("sink-a", "sink-b", "feedback_written_total")):
             wait_for(lambda a=a, b=b, m=metric: p.metric(a, m) > 0 and p.metric(b, m) > 0, 60,
