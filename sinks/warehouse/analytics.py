@@ -105,20 +105,28 @@ def _in(column: Any, values: list[str], dialect: str) -> Any:
     return column.in_(bindparam("refs", values, expanding=True))
 
 
+def _customer_columns(c: Any) -> list[Any]:
+    """Per customer_ref of the rows with columns ``c`` (feedback or a copy of it): first/last seen,
+    feedback, negative, NPS responses/promoters/detractors, CSAT responses and mean."""
+    return [
+        c.customer_ref,
+        func.min(c.event_time),
+        func.max(c.event_time),
+        func.count(),
+        _count_if(c.sentiment_label == "negative"),
+        func.count(c.nps_score),
+        _count_if(c.nps_class == "promoter"),
+        _count_if(c.nps_class == "detractor"),
+        func.count(c.csat_score),
+        func.avg(cast(c.csat_score, Float)),
+    ]
+
+
 def _aggregate(refs: list[str], now: datetime | None, dialect: str) -> Any:
     f = Feedback.__table__.c
     return (
         select(
-            f.customer_ref,
-            func.min(f.event_time),
-            func.max(f.event_time),
-            func.count(),
-            _count_if(f.sentiment_label == "negative"),
-            func.count(f.nps_score),
-            _count_if(f.nps_class == "promoter"),
-            _count_if(f.nps_class == "detractor"),
-            func.count(f.csat_score),
-            func.avg(cast(f.csat_score, Float)),
+            *_customer_columns(f),
             literal(now, TZ) if now is not None else bindparam("now", datetime(2000, 1, 1, tzinfo=UTC), type_=TZ),
         )
         .where(_in(f.customer_ref, refs, dialect))
@@ -301,16 +309,7 @@ def _delta_select(stage: str, now: datetime) -> Any:
     s = table(stage, *(column(c, f[c].type) for c in DELTA_COLUMNS)).c
     return (
         select(
-            s.customer_ref,
-            func.min(s.event_time),
-            func.max(s.event_time),
-            func.count(),
-            _count_if(s.sentiment_label == "negative"),
-            func.count(s.nps_score),
-            _count_if(s.nps_class == "promoter"),
-            _count_if(s.nps_class == "detractor"),
-            func.count(s.csat_score),
-            func.avg(cast(s.csat_score, Float)),
+            *_customer_columns(s),
             literal(now, TZ),
         )
         .where(s.customer_ref.is_not(None), s.customer_ref != "")
