@@ -1,15 +1,16 @@
 """The one publisher every connector hands its records to (kafka-python, ``acks=all``).
 
 Guarantees: a publish call returns only when the broker has acknowledged every record (or raises
-:class:`~pipeline.errors.TransientError` after the producer's own retries), so a caller may
-advance its checkpoint or answer ``202`` afterwards. Records are keyed by ``feedback_id``.
+:class:`~pipeline.errors.TransientError` after the producer's own retries), and only when the
+topic kept its id from before the send until after the acks (see ``_publish_confirmed``), so a
+caller may advance its checkpoint or answer ``202`` afterwards. Records are keyed by ``feedback_id``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from kafka import KafkaProducer
@@ -21,7 +22,7 @@ from pipeline.config import CommonSettings
 from pipeline.errors import TransientError
 from pipeline.logging import get_logger
 from pipeline.schema import DeadLetter, FeedbackRecord
-from pipeline.topics import Topics, ensure_topics
+from pipeline.topics import Topics, TopicWatch, ensure_topics
 
 log = get_logger(__name__)
 
@@ -37,10 +38,8 @@ class Publisher:
         self.settings = settings
         self.topics = Topics.from_settings(settings)
         self._lock = threading.Lock()
-        # Set when the broker failed us: it may have restarted empty (the embedded broker does), and the
-        # embedded broker accepts records for a topic it no longer knows, which the next CreateTopics
-        # then replaces. So the topics are provisioned again before the next send (see _provision_if_suspect).
-        self._suspect = False
+        # The topics' ids, read before and after every publish (see _publish_confirmed).
+        self._watch = TopicWatch(settings, self.topics.all())
         options: dict[str, Any] = {
             "bootstrap_servers": settings.bootstrap,
             "client_id": client_id,
@@ -65,7 +64,6 @@ class Publisher:
         try:
             return self._producer.send(topic, key=key, value=value)
         except KafkaError as exc:
-            self._suspect = True
             metrics.PUBLISH_ERRORS.labels(topic).inc()
             raise TransientError(f"broker refused the record: {exc}", retry_after=1) from exc
 
@@ -76,28 +74,59 @@ class Publisher:
 
     def publish(self, records: Sequence[FeedbackRecord], timeout: float = 30.0) -> None:
         """Send and wait until the broker acknowledged every record."""
-        self._provision_if_suspect()
-        self._wait(self.send_records(records), self.topics.raw, timeout)
+        self._publish_confirmed(self.topics.raw, lambda: self.send_records(records), timeout)
 
     def publish_bytes(self, topic: str, items: Sequence[tuple[bytes | None, bytes]], timeout: float = 30.0) -> None:
-        self._provision_if_suspect()
-        self._wait([self._send(topic, k, v) for k, v in items], topic, timeout)
+        self._publish_confirmed(topic, lambda: [self._send(topic, k, v) for k, v in items], timeout)
 
     def dead_letter(self, letters: Sequence[DeadLetter], timeout: float = 30.0) -> None:
         """Publish dead letters (keyed by feedback id when known) and count them."""
-        self._provision_if_suspect()
-        futures = [
-self._send(self.topics.dlq, d.key_bytes(), encode(d)) for d in letters
-        ]
-        self._wait(futures, self.topics.dlq, timeout)
+        dlq = self.topics.dlq
+        self._publish_confirmed(dlq, lambda: [self._send(dlq, d.key_bytes(), encode(d)) for d in letters], timeout)
         for d in letters:
             metrics.DEAD_LETTERED.labels(d.stage, d.reason).inc()
 
-    def _provision_if_suspect(self) -> None:
-        """After a failure, create the topics again (if missing) before sending anything."""
-        if self._suspect:
-            ensure_topics(self.settings, timeout=10.0)  # TransientError while the broker is still away
-            self._suspect = False
+    def _publish_confirmed(self, topic: str, send: Callable[[], list[Any]], timeout: float) -> None:
+        """Send, wait for the acks, and accept them only from a broker that listed the topic throughout.
+
+        The embedded broker forgets its topics when it restarts, yet acknowledges records for a topic
+        it no longer lists (from a producer that kept its metadata across the restart); registering
+        the topic afterwards drops them. So the topic's id is read before the send (a missing topic is
+        created first) and again after the acks: the same id both times means the records went into
+        that topic. A different or missing id means the broker restarted in between, and the batch is
+        sent again (record ids are deterministic and every write downstream is idempotent, so a
+        duplicate is harmless). A real Kafka cluster never changes the id: there this costs two
+        metadata requests per batch.
+        """
+        for _attempt in range(3):
+            before = self._topic_id(topic, create=True)
+            self._wait(send(), topic, timeout)
+            after = self._topic_id(topic, create=False)
+            if after == before:
+                return
+            metrics.PUBLISH_REPEATED.labels(topic).inc()
+            log.warning("the broker lost the topic while this batch was sent (it restarted): sending it again",
+                        topic=topic, id_before=before, id_after=after)
+        raise TransientError(f"topic {topic} kept changing while publishing; the broker is restarting", retry_after=2)
+
+    def _topic_id(self, topic: str, create: bool) -> str | None:
+        topic_id = self._read_id(topic)
+        if topic_id is None and create:
+            ensure_topics(self.settings, timeout=10.0)  # TransientError while the broker is away
+            topic_id = self._read_id(topic)
+        if topic_id is None and create:
+            raise TransientError(f"topic {topic} is missing and could not be created", retry_after=2)
+        return topic_id
+
+    def _read_id(self, topic: str) -> str | None:
+        for attempt in range(2):  # a second try on a new connection: the old one may predate a restart
+            try:
+                return self._watch.ids().get(topic)
+            except (KafkaError, OSError) as exc:
+                if attempt:
+                    metrics.PUBLISH_ERRORS.labels(topic).inc()
+                    raise TransientError(f"cannot read the topics from the broker: {exc}", retry_after=1) from exc
+        raise AssertionError("unreachable")
 
     def _wait(self, futures: list[Any], topic: str, timeout: float) -> None:
         try:
@@ -105,7 +134,6 @@ self._send(self.topics.dlq, d.key_bytes(), encode(d)) for d in letters
             for fut in futures:
                 fut.get(timeout=timeout)
         except KafkaError as exc:
-            self._suspect = True
             metrics.PUBLISH_ERRORS.labels(topic).inc()
             raise TransientError(f"broker did not acknowledge: {exc}", retry_after=1) from exc
         metrics.PUBLISHED.labels(topic).inc(len(futures))
@@ -151,6 +179,7 @@ self._send(self.topics.dlq, d.key_bytes(), encode(d)) for d in letters
 
     def close(self, timeout: float = 10.0) -> None:
         """Flush and close; records the broker never acknowledged were already reported to callers."""
+        self._watch.close()
         try:
             self._producer.close(timeout=timeout)
         except KafkaError as exc:

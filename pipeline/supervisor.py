@@ -90,6 +90,7 @@ class Supervisor:
         if self.with_broker and broker.port_open("127.0.0.1", port):
             raise ConfigError(f"port {port} is in use: is another pipeline running? "
                               "Set FEEDBACK_EMBEDDED_BROKER_PORT, or FEEDBACK_KAFKA_BOOTSTRAP with --no-broker")
+        self._migrate()
         try:
             for child in self.children:
                 self._start(child)
@@ -101,6 +102,21 @@ class Supervisor:
         finally:
             self.stop_all()
         return 0
+
+    def _migrate(self) -> None:
+        """Bring the warehouse schema up once, before the sinks start: otherwise both sinks migrate a new
+        database at the same moment and one of them fails and retries ("table ... already exists")."""
+        from sinks.warehouse.db import make_engine, migrate
+
+        url = self.env["FEEDBACK_WAREHOUSE_URL"]
+        try:
+            engine = make_engine(url)
+            try:
+                migrate(engine)
+            finally:
+                engine.dispose()
+        except Exception as exc:  # e.g. the database is not up yet: the sinks migrate and retry on their own
+            log.warning("warehouse not migrated before start; the sinks will retry", error=str(exc))
 
     def _start(self, child: Child) -> None:
         child.start(self.env)

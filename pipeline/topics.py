@@ -126,8 +126,8 @@ class TopicWatch:
     that this process alone writes belong there: the embedded broker accepts records for a topic it
     does not know yet (from a producer that kept its metadata across the restart), and an explicit
     CreateTopics then replaces that topic, records and all (measured: 13 of 20 e-mails lost). Topics
-    other processes write are created by the broker's auto-creation, which keeps such records, or by
-    the producers themselves before they send (:class:`pipeline.publisher.Publisher`).
+    other processes write are created by their producers, which check them around every batch
+    (:class:`pipeline.publisher.Publisher`), or by the broker's auto-creation.
 
     ``check`` blocks (kafka-python); async callers run it in a thread.
     """
@@ -140,27 +140,40 @@ class TopicWatch:
         self._ids: dict[str, str] = {}  # the last id seen per topic (kept while the topic is missing)
         self._admin: KafkaAdminClient | None = None
 
+    def ids(self) -> dict[str, str | None]:
+        """Each watched topic's current id, None for a topic the broker does not list.
+
+        Raises ``KafkaError`` or ``OSError`` while the broker is unreachable.
+        """
+        try:
+            described = self._describe()
+        except (KafkaError, OSError):
+            self.close()
+            raise
+        found: dict[str, str | None] = dict.fromkeys(self.names)
+        for topic in described:
+            name, topic_id = topic.get("name"), topic.get("topic_id")
+            if name in found and not topic.get("error_code") and topic_id:
+                found[name] = str(topic_id)
+        return found
+
     def check(self) -> set[str]:
         """The watched topics whose id changed since the last check that saw them (empty while the broker is away)."""
         try:
-            described = self._describe()
+            current = self.ids()
         except (KafkaError, OSError) as exc:
             log.debug("topic watch: broker not reachable", error=str(exc))
-            self.close()
             return set()
         changed: set[str] = set()
         missing: list[str] = []
-        for topic in described:
-            name, topic_id = topic.get("name"), topic.get("topic_id")
-            if name not in self.names:
-                continue
-            if topic.get("error_code") or not topic_id:
+        for name, topic_id in current.items():
+            if topic_id is None:
                 missing.append(name)
                 continue
             prior = self._ids.get(name)
-            if prior is not None and prior != str(topic_id):
+            if prior is not None and prior != topic_id:
                 changed.add(name)
-            self._ids[name] = str(topic_id)
+            self._ids[name] = topic_id
         if [n for n in missing if n in self.provision]:
             self._create([n for n in missing if n in self.provision])
         if changed:

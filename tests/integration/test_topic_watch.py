@@ -107,3 +107,77 @@ def test_guard_rewinds_a_consumer_whose_position_would_skip_records_of_the_recre
     guard.close()
     assert rewinds == 1
     assert sorted(set(new), key=lambda v: int(v.split("-")[1])) == [f"new-{i}" for i in range(15)], new
+
+
+def read_all(bootstrap: str, topic: str, expect: int, timeout: float = 30) -> list[str]:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+                             enable_auto_commit=False, allow_auto_create_topics=False)
+    parts = consumer.partitions_for_topic(topic) or set()
+    tps = [TopicPartition(topic, p) for p in parts]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    got: list[str] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < expect and time.monotonic() < deadline:
+        got += [m.key.decode() for recs in consumer.poll(200).values() for m in recs]
+    consumer.close()
+    return got
+
+
+def records(n: int, run: str) -> list[Any]:
+    from datetime import UTC, datetime
+
+    from pipeline.schema import FeedbackRecord
+
+    return [FeedbackRecord.model_validate({
+        "source": "event", "source_ref": f"{run}-{i}", "text": f"restart record {i}",
+        "received_at": datetime.now(UTC).isoformat(),
+    }) for i in range(n)]
+
+
+def test_publisher_keeps_records_sent_with_metadata_from_before_a_restart(own_broker: dict[str, Any]) -> None:
+    """The embedded broker acknowledges records for a topic it no longer lists (the producer's cached
+    metadata says it exists), and registering the topic later drops them. The publisher reads the
+    topic's id before and after each batch, so such a batch is never reported as published."""
+    from pipeline import metrics
+    from pipeline.publisher import Publisher
+    from pipeline.topics import ensure_topics
+
+    bootstrap = f"127.0.0.1:{own_broker['port']}"
+    settings = CommonSettings(kafka_bootstrap=bootstrap, topic_prefix=f"p{uuid.uuid4().hex[:6]}.")
+    ensure_topics(settings)
+    publisher = Publisher(settings, client_id="restart-test")
+    raw = publisher.topics.raw
+    repeated = metrics.PUBLISH_REPEATED.labels(raw)
+    try:
+        publisher.publish(records(10, "before"))
+        restart_empty(own_broker)  # idle producer: nothing failed, its metadata still names the old topic
+        wait_for(lambda: broker.port_open("127.0.0.1", own_broker["port"]), 10, what="broker back")
+        publisher.publish(records(10, "after"))
+        ensure_topics(settings)  # the other components provision on their own
+        keys = read_all(bootstrap, raw, 10)
+        assert sorted(keys) == sorted(r.key.decode() for r in records(10, "after")), keys
+
+        # The broker acknowledges a batch and restarts before the publisher confirmed the topic: the
+        # records went down with it, so the batch is sent again instead of being reported published.
+        before = repeated._value.get()
+        batch = records(10, "during")
+        sends = []
+
+        def send_then_restart() -> list[Any]:
+            futures = publisher.send_records(batch)
+            sends.append(len(futures))
+            if len(sends) == 1:
+                for fut in futures:
+                    fut.get(10)
+                restart_empty(own_broker)
+                wait_for(lambda: broker.port_open("127.0.0.1", own_broker["port"]), 10, what="broker back")
+            return futures
+
+        publisher._publish_confirmed(raw, send_then_restart, 30.0)
+        assert sends == [10, 10] and repeated._value.get() == before + 1
+        ensure_topics(settings)
+        keys = read_all(bootstrap, raw, 10)
+        assert sorted(keys) == sorted(r.key.decode() for r in batch), keys
+    finally:
+        publisher.close()
