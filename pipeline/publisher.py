@@ -51,6 +51,9 @@ class Publisher:
             "max_block_ms": 10_000,
             "max_in_flight_requests_per_connection": 5,
             "enable_idempotence": False,
+            # Topics are created explicitly, with the configured partitions (_topic_id); a metadata
+            # request must not auto-create one with the broker's default count.
+            "allow_auto_create_topics": False,
             **settings.kafka_client_options(),
             **producer,
         }
@@ -119,6 +122,7 @@ class Publisher:
         return topic_id
 
     def _read_id(self, topic: str) -> str | None:
+        self._watch.add(topic)
         for attempt in range(2):  # a second try on a new connection: the old one may predate a restart
             try:
                 return self._watch.ids().get(topic)

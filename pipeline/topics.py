@@ -140,6 +140,11 @@ class TopicWatch:
         self._ids: dict[str, str] = {}  # the last id seen per topic (kept while the topic is missing)
         self._admin: KafkaAdminClient | None = None
 
+    def add(self, topic: str) -> None:
+        """Watch ``topic`` too (not provisioned)."""
+        if topic not in self.names:
+            self.names = (*self.names, topic)
+
     def ids(self) -> dict[str, str | None]:
         """Each watched topic's current id, None for a topic the broker does not list.
 

@@ -181,3 +181,35 @@ def test_publisher_keeps_records_sent_with_metadata_from_before_a_restart(own_br
         assert sorted(keys) == sorted(r.key.decode() for r in batch), keys
     finally:
         publisher.close()
+
+
+def test_publisher_recovers_when_the_topic_comes_back_with_fewer_partitions(own_broker: dict[str, Any]) -> None:
+    """After a restart another client's metadata request makes the broker auto-create the topic with
+    its default partition count, fewer than before, while the publisher still routes by the old
+    count: the broker refuses the partitions it lacks, the producer refreshes, nothing is lost."""
+    from pipeline.publisher import Publisher
+    from pipeline.topics import ensure_topics
+
+    bootstrap = f"127.0.0.1:{own_broker['port']}"
+    settings = CommonSettings(kafka_bootstrap=bootstrap, topic_prefix=f"m{uuid.uuid4().hex[:6]}.",
+                              topic_partitions=12)
+    ensure_topics(settings)
+    publisher = Publisher(settings, client_id="metadata-test")
+    raw = publisher.topics.raw
+    try:
+        publisher.publish(records(10, "before"))
+        assert len(publisher._producer.partitions_for(raw)) == 12
+        restart_empty(own_broker)
+        wait_for(lambda: broker.port_open("127.0.0.1", own_broker["port"]), 10, what="broker back")
+        other = KafkaProducer(bootstrap_servers=bootstrap)  # kafka-python's default: auto-create on metadata
+        default_count = len(other.partitions_for(raw))
+        other.close()
+        assert default_count < 12, default_count
+
+        batch = records(40, "after")
+        publisher.publish(batch)
+        assert len(publisher._producer.partitions_for(raw)) == default_count
+        keys = read_all(bootstrap, raw, 40)
+        assert sorted(keys) == sorted(r.key.decode() for r in batch), keys
+    finally:
+        publisher.close()
