@@ -64,7 +64,8 @@ def normalize_text(text: str) -> str:
         text = unicodedata.normalize("NFC", _INVISIBLE.sub("", text))
     if not text.isprintable():
         text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) != "Cc")
-    text = _BLANKS.sub(" ", text)
+    if "  " in text or "\t" in text or "\r" in text or "\f" in text or "\v" in text:  # what _BLANKS can match
+        text = _BLANKS.sub(" ", text)
     if "\n\n\n" in text:
         text = _BREAKS.sub("\n\n", text)
     return text.strip()

@@ -29,7 +29,14 @@ from typing import Any
 import textblob.en
 from textblob import TextBlob
 from textblob._text import PUNCTUATION
-from vaderSentiment.vaderSentiment import BOOSTER_DICT, SentimentIntensityAnalyzer, SentiText
+from vaderSentiment.vaderSentiment import (
+    BOOSTER_DICT,
+    C_INCR,
+    NEGATE,
+    SPECIAL_CASES,
+    SentimentIntensityAnalyzer,
+    SentiText,
+)
 
 from pipeline.errors import ConfigError
 from pipeline.schema import Sentiment, SentimentLabel
@@ -71,19 +78,46 @@ class _Window:
     words_and_emoticons: list[str] = field(default_factory=list)
 
 
+#: Words that make one of ``sentiment_valence``'s rules look at the words around a lexicon word
+#: when they stand in the three words before it: VADER's negations (and any word with "n't"),
+#: its single-word boosters and dampeners, "no" (also as the lexicon word itself), "least", and
+#: the words its "never so/this" and "without doubt" rules compare.
+_RULE_WORDS = frozenset(NEGATE) | {w for w in BOOSTER_DICT if " " not in w} | {
+    "no", "least", "never", "so", "this", "without", "doubt"}
+#: Adjacent word pairs of VADER's multi-word idioms (``SPECIAL_CASES``) and boosters ("kind of"):
+#: its idiom rule can only match where such a pair stands in the window of words it reads.
+_RULE_PAIRS = frozenset(pair for key in (*SPECIAL_CASES, *BOOSTER_DICT)
+                        for pair in zip(key.split(), key.split()[1:], strict=False))
+_PAIR_FIRST = frozenset(first for first, _ in _RULE_PAIRS)
+_F_RULE, _F_PAIR, _F_BUT, _F_LEXICON, _F_UPPER = 1, 2, 4, 8, 16  # flags of a token (see _Vader._token)
+_TOKEN_CACHE_MAX = 20_000  # distinct whitespace tokens remembered (bounded: emptied when full)
+
+
 class _Vader(SentimentIntensityAnalyzer):  # type: ignore[misc]
     """VADER with exactly its own scores, minus work its ``polarity_scores`` (3.3.2) does in vain.
 
     * It first rebuilds the text character by character to replace emojis with their
       descriptions; every emoji in its lexicon is non-ASCII, so ASCII text (nearly all feedback)
       comes out unchanged and skips that pass. Text that is not ASCII takes VADER's own path.
+    * ``SentiText`` strips the punctuation around each whitespace-separated token
+      (``_strip_punc_if_word``) and lower-cases it again for every lookup; here each distinct
+      token's stripped form, lower case, lexicon valence (``None`` for a booster or a word outside
+      the lexicon), ``isupper()`` and rule flags are computed once, by VADER's own functions, and
+      kept in a bounded per-token table (a pure function of the token and the lexicons; no text
+      or sentence is cached). ``is_cap_diff`` is ``allcap_differential`` from those flags.
     * It calls ``sentiment_valence`` for every word, which only appends 0 for a word outside the
       lexicon; such words get their 0 here without the call, and a sentence without any lexicon
       word gets what ``score_valence`` gives for all-zero valences (computed by it, once).
       ``_but_check`` runs only when there is a "but" (without one it changes nothing).
-    * ``sentiment_valence``'s rules (negation, "no", "least", boosters, idioms) read words
-      ``i-3 .. i+2`` only, but several of them lower-case the whole sentence on every call: they
-      are handed just that window of words (same scores; long sentences are much faster).
+    * For a lexicon word, ``sentiment_valence`` is called only when one of its rules can fire:
+      a word of :data:`_RULE_WORDS` among the three words before it, the word itself is "no", or
+      a pair of :data:`_RULE_PAIRS` within the words it reads (``i-3 .. i+2``). Otherwise every
+      rule leaves the valence as it is and the result is the lexicon valence with VADER's
+      capitals emphasis (``C_INCR`` when the word is in capitals and others are not), as the
+      function itself computes it.
+    * ``sentiment_valence``'s rules read words ``i-3 .. i+2`` only, but several of them
+      lower-case the whole sentence on every call: they are handed just that window of words
+      (same scores; long sentences are much faster).
 
     The lexicons and the rules themselves (``sentiment_valence``, ``_but_check``,
     ``score_valence``) are VADER's code. The shortcuts are used only with the release they were
@@ -97,35 +131,81 @@ class _Vader(SentimentIntensityAnalyzer):  # type: ignore[misc]
         # score_valence of valences that are all 0 does not depend on the text or their number
         self._all_zero = self.score_valence([0], "")
         self._no_words = self.score_valence([], "")
+        self._tokens: dict[str, tuple[str, str, float | None, bool, int]] = {}
+
+    def _token(self, token: str) -> tuple[str, str, float | None, bool, int]:
+        """(word, lower case, lexicon valence or None, isupper, flags) of one whitespace token."""
+        word = SentiText._strip_punc_if_word(token)
+        lower = word.lower()
+        valence = None if lower in BOOSTER_DICT else self.lexicon.get(lower)
+        upper = word.isupper()
+        flags = ((_F_RULE if lower in _RULE_WORDS or "n't" in lower else 0)
+                 | (_F_PAIR if lower in _PAIR_FIRST else 0) | (_F_BUT if lower == "but" else 0)
+                 | (_F_LEXICON if valence is not None else 0) | (_F_UPPER if upper else 0))
+        entry = (word, lower, valence, upper, flags)
+        if len(self._tokens) >= _TOKEN_CACHE_MAX:
+            self._tokens.clear()
+        self._tokens[token] = entry
+        return entry
+
+    @staticmethod
+    def _rules_may_fire(entries: list[tuple[str, str, float | None, bool, int]], i: int) -> bool:
+        """False when none of ``sentiment_valence``'s rules can change the valence of word ``i``."""
+        if entries[i][1] == "no":
+            return True
+        start = i - 3 if i > 3 else 0
+        for j in range(start, i):
+            if entries[j][4] & _F_RULE:
+                return True
+        last = len(entries) - 1
+        for j in range(start, i + 2 if i + 2 < last else last):  # pairs (j, j + 1) within i-3 .. i+2
+            if entries[j][4] & _F_PAIR and (entries[j][1], entries[j + 1][1]) in _RULE_PAIRS:
+                return True
+        return False
 
     def polarity_scores(self, text: str) -> dict[str, float]:
         if not self._fast or not text.isascii():
             return super().polarity_scores(text)  # type: ignore[no-any-return]
-        sentitext = SentiText(text.strip())
-        words = sentitext.words_and_emoticons
-        lexicon = self.lexicon
-        last = len(words) - 1
-        sentiments: list[float] = []
-        scored = False
-        window = _Window(sentitext.is_cap_diff)
-        has_but = False
-        for i, item in enumerate(words):
-            lower = item.lower()
-            if lower == "but":
-                has_but = True
-            if lower in BOOSTER_DICT or lower not in lexicon or (
-                    lower == "kind" and i < last and words[i + 1].lower() == "of"):
-                sentiments.append(0)
-                continue
-            start = i - 3 if i > 3 else 0  # the rules read words i-3 .. i+2 only: hand them just those
-            window.words_and_emoticons = words[start:i + 3]
-            sentiments = self.sentiment_valence(0, window, item, i - start, sentiments)
-            scored = True
-        if not scored:  # no lexicon word: VADER's own result for all-zero valences (or for no words)
-            return dict(self._all_zero if sentiments else self._no_words)
-        if has_but:  # _but_check changes nothing in a sentence without "but"
-            sentiments = self._but_check(words, sentiments)
-        return self.score_valence(sentiments, sentitext.text)  # type: ignore[no-any-return]
+        text = text.strip()  # what SentiText holds (and score_valence reads)
+        get = self._tokens.get
+        entries = []
+        flags = 0
+        for token in text.split():  # SentiText's words_and_emoticons, by way of the token table
+            entry = get(token)
+            if entry is None:
+                entry = self._token(token)
+            entries.append(entry)
+            flags |= entry[4]
+        if not flags & _F_LEXICON:  # no lexicon word: VADER's own result for all-zero valences (or for no words)
+            return dict(self._all_zero if entries else self._no_words)
+        n = len(entries)
+        # allcap_differential: some but not all words in capitals
+        is_cap_diff = 0 < sum([e[3] for e in entries]) < n if flags & _F_UPPER else False
+        sentiments: list[float] = [0] * n  # what VADER appends for a word outside the lexicon or a booster
+        rules = flags & (_F_RULE | _F_PAIR)
+        words: list[str] | None = None
+        window: _Window | None = None
+        for i in [i for i, e in enumerate(entries) if e[2] is not None]:
+            word, lower, valence, upper, _ = entries[i]
+            assert valence is not None  # (a lexicon word)
+            if lower == "kind" and i < n - 1 and entries[i + 1][1] == "of":
+                continue  # VADER gives "kind" of "kind of" 0 too
+            if rules and self._rules_may_fire(entries, i):
+                if words is None:
+                    words = [e[0] for e in entries]
+                    window = _Window(is_cap_diff)
+                assert window is not None
+                start = i - 3 if i > 3 else 0  # the rules read words i-3 .. i+2 only: hand them just those
+                window.words_and_emoticons = words[start:i + 3]
+                # sentiment_valence appends word i's valence to the list it is given (and reads nothing of it)
+                sentiments[i] = self.sentiment_valence(0, window, word, i - start, [])[0]
+            else:  # sentiment_valence with no rule firing: the valence and the capitals emphasis
+                if upper and is_cap_diff:
+                    valence = valence + C_INCR if valence > 0 else valence - C_INCR
+                sentiments[i] = valence
+        if flags & _F_BUT:  # _but_check changes nothing in a sentence without "but"
+            sentiments = self._but_check(words or [e[0] for e in entries], sentiments)
+        return self.score_valence(sentiments, text)  # type: ignore[no-any-return]
 
 
 @cache
@@ -182,6 +262,25 @@ def sentence_signals(sentence: str) -> SentenceSignals:
     cs_pos, cs_neg = lexicon.score(toks)
     return SentenceSignals(toks, [(a[1], a[2]) for a in assessed], v["compound"], v["pos"], v["neg"],
                            cs_pos, cs_neg)
+
+
+def sentence_dense_features(s: SentenceSignals) -> list[float]:
+    """``dense_features([s])`` of one sentence of weight 1 (how each sentence is scored alone):
+    the same operations in the same order, without the loop over sentences and the weights
+    (``1.0 * x`` is ``x`` exactly; ``0.0 + x`` is kept, it turns ``-0.0`` into ``0.0`` as there)."""
+    if s.weight != 1.0:
+        return dense_features([s])
+    tb_w = tb_p = tb_s = 0.0
+    for p, subj in s.tb:
+        tb_w += 1.0
+        tb_p += p
+        tb_s += subj
+    c = s.compound
+    c = -0.9999 if c < -0.9999 else c if c < 0.9999 else 0.9999  # _clip(c, -0.9999, 0.9999), inlined
+    raw = 0.0 + c * math.sqrt(_VADER_ALPHA / (1 - c * c))
+    n = 1.0 * max(1, len(s.tokens))
+    return [tb_p / tb_w if tb_w else 0.0, tb_s / tb_w if tb_w else 0.0, raw / math.sqrt(raw * raw + _VADER_ALPHA),
+            (0.0 + n * s.pos) / n, (0.0 + n * s.neg) / n, 0.0 + s.cs_pos, 0.0 + s.cs_neg]
 
 
 def contrast_weights(sentences: Sequence[str]) -> list[float]:
@@ -310,12 +409,25 @@ class EnsembleModel:
         m1 = self.intercept[1] + term_margins[1]
         m2 = self.intercept[2] + term_margins[2] + self.cs_prior * dense[5]
         w0, w1, w2 = self.dense
-        for j, x in enumerate(dense):
-            if x:
-                m0 += w0[j] * x
-                m1 += w1[j] * x
-                m2 += w2[j] * x
-        top = max(m0, m1, m2)
+        # + w[j] * x for each non-zero feature, j = 0 .. 6 in order (a loop, unrolled: it runs per sentence)
+        x0, x1, x2, x3, x4, x5, x6 = dense
+        if x0:
+            m0, m1, m2 = m0 + w0[0] * x0, m1 + w1[0] * x0, m2 + w2[0] * x0
+        if x1:
+            m0, m1, m2 = m0 + w0[1] * x1, m1 + w1[1] * x1, m2 + w2[1] * x1
+        if x2:
+            m0, m1, m2 = m0 + w0[2] * x2, m1 + w1[2] * x2, m2 + w2[2] * x2
+        if x3:
+            m0, m1, m2 = m0 + w0[3] * x3, m1 + w1[3] * x3, m2 + w2[3] * x3
+        if x4:
+            m0, m1, m2 = m0 + w0[4] * x4, m1 + w1[4] * x4, m2 + w2[4] * x4
+        if x5:
+            m0, m1, m2 = m0 + w0[5] * x5, m1 + w1[5] * x5, m2 + w2[5] * x5
+        if x6:
+            m0, m1, m2 = m0 + w0[6] * x6, m1 + w1[6] * x6, m2 + w2[6] * x6
+        top = m1 if m1 > m0 else m0  # max(m0, m1, m2), inlined: the first of the largest
+        if m2 > top:
+            top = m2
         e0, e1, e2 = math.exp(m0 - top), math.exp(m1 - top), math.exp(m2 - top)
         total = e0 + e1 + e2
         return [e0 / total, e1 / total, e2 / total]
@@ -376,9 +488,16 @@ class EnsembleAnalyzer(Analyzer):
                 "confidence": round(1.0 if conf > 1.0 else 0.0 if conf < 0.0 else conf, 4)}
 
     def scores(self, text: str, sentences: Sequence[str]) -> tuple[Scores, list[Scores]]:
-        sigs = [sentence_signals(s) for s in sentences]
-        margins = [self.model.term_margins(s.tokens) for s in sigs]
-        per = [self._result(dense_features([s]), m) for s, m in zip(sigs, margins, strict=True)]
+        term_margins, result = self.model.term_margins, self._result
+        sigs = []
+        margins = []
+        per = []
+        for sentence in sentences:
+            sig = sentence_signals(sentence)
+            m = term_margins(sig.tokens)
+            sigs.append(sig)
+            margins.append(m)
+            per.append(result(sentence_dense_features(sig), m))
         if len(sigs) == 1:
             return per[0], per
         total = [0.0, 0.0, 0.0]

@@ -51,9 +51,7 @@ def _add(index: dict[str, list[tuple[tuple[str, ...], int, int]]], term: str, ci
 def _scan(index: dict[str, list[tuple[tuple[str, ...], int, int]]], words: list[str]) -> list[tuple[int, int]]:
     """(category, term id) of every term whose words occur consecutively in ``words``."""
     out = []
-    get = index.get
-    for i, w in enumerate(words):
-        entries = get(w)
+    for i, entries in enumerate(map(index.get, words)):
         if entries:
             for term, ci, ti in entries:
                 if len(term) == 1 or tuple(words[i:i + len(term)]) == term:
@@ -80,6 +78,7 @@ class Taxonomy:
                 self._regexes.append((ci, len(cat.terms) + ri, rx))
             for term in cat.exclusions:
                 _add(self._exclusions, term, ci, -1)
+        self._exclusion_words = frozenset(self._exclusions)  # the first words of the exclusions
 
     @property
     def names(self) -> list[str]:
@@ -133,9 +132,7 @@ class Taxonomy:
         """The distinct terms of each category found in ``text``, after its exclusions."""
         words = _WORD.findall(text.lower())
         found: Hits = {}
-        get = self._index.get
-        for i, w in enumerate(words):  # _scan, inlined (it runs for every sentence)
-            entries = get(w)
+        for i, entries in enumerate(map(self._index.get, words)):  # _scan, inlined (it runs for every sentence)
             if entries:
                 for term, ci, ti in entries:
                     if len(term) == 1 or tuple(words[i:i + len(term)]) == term:
@@ -147,7 +144,7 @@ class Taxonomy:
         for ci, ti, rx in self._regexes:
             if rx.search(text):
                 found.setdefault(ci, set()).add(ti)
-        if found and self._exclusions:
+        if found and not self._exclusion_words.isdisjoint(words):  # a word that starts an exclusion
             for ci, _ in _scan(self._exclusions, words):
                 found.pop(ci, None)
         return found

@@ -17,6 +17,7 @@ from processors.sentiment import (
     dense_features,
     get_analyzer,
     label_for,
+    sentence_dense_features,
     sentence_signals,
     shipped_model,
     textblob_lexicon,
@@ -140,11 +141,12 @@ def test_shipped_model_is_complete(tmp_path) -> None:  # type: ignore[no-untyped
 
 
 def test_vader_shortcuts_give_vaders_own_scores() -> None:
-    """The ensemble's VADER (ASCII fast path, words outside the lexicon skipped, a window of
-    words handed to the rules) scores exactly like ``SentimentIntensityAnalyzer`` itself."""
+    """The ensemble's VADER (ASCII fast path, per-token table, words outside the lexicon skipped,
+    rules run only where one can fire and handed a window of words) scores exactly like
+    ``SentimentIntensityAnalyzer`` itself."""
     import random
 
-    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+    from vaderSentiment.vaderSentiment import BOOSTER_DICT, NEGATE, SPECIAL_CASES, SentimentIntensityAnalyzer
 
     from processors.sentiment import _vader
 
@@ -165,8 +167,72 @@ def test_vader_shortcuts_give_vaders_own_scores() -> None:
     rng = random.Random(5)
     texts += [" ".join(rng.choice(vocab) for _ in range(rng.randint(1, 16))) + rng.choice(["", ".", "!!", "??"])
               for _ in range(3000)]
+    # every word any rule reads (negations, boosters, idiom words), in capitals or with punctuation
+    rule_words = sorted({*NEGATE, *(w for key in (*BOOSTER_DICT, *SPECIAL_CASES) for w in key.split()),
+                         "no", "least", "at", "very", "so", "this", "never", "without", "doubt", "or", "nor", "but"})
+    words = [*rule_words, "good", "bad", "great", "awful", "love", "fine", "ok", "app", "it", "is", "I", ":)",
+             "support", "thanks", "broken", "the", "a", "kind", "of"]
+
+    def shaped(word: str) -> str:
+        roll = rng.random()
+        if roll < 0.1:
+            return word.upper()
+        if roll < 0.15:
+            return word.capitalize()
+        if roll < 0.25:
+            return word + rng.choice([",", ".", "!", "?!", "..."])
+        return "(" + word if roll < 0.28 else word
+
+    texts += [" ".join(shaped(rng.choice(words)) for _ in range(rng.randint(1, 14))) for _ in range(6000)]
     for text in texts:
         assert mine.polarity_scores(text) == stock.polarity_scores(text), text
+
+
+def test_vader_token_table_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The per-token table (stripped word, lower case, valence, flags) is emptied when full."""
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    import processors.sentiment as sentiment
+
+    monkeypatch.setattr(sentiment, "_TOKEN_CACHE_MAX", 5)
+    stock, mine = SentimentIntensityAnalyzer(), sentiment._Vader()
+    for text in ("Not bad at all, really GOOD!", "The app is great but support is awful.", "no good"):
+        assert mine.polarity_scores(text) == stock.polarity_scores(text)
+        assert len(mine._tokens) <= 5
+
+
+def test_sentence_dense_features_equal_dense_features_of_one_sentence() -> None:
+    """The one-sentence shortcut gives exactly ``dense_features([s])``, sign of zero included."""
+    import math
+
+    for text in ("", "!!!", "The package arrived on Tuesday.", "Not bad at all :)", "I HATE it!!!",
+                 "Great support, thanks a lot!", "It is kind of ok, I guess.", "Still waiting for my refund."):
+        for weight in (1.0, 0.5, 1.5):
+            sig = sentence_signals(text)
+            sig.weight = weight
+            fast, full = sentence_dense_features(sig), dense_features([sig])
+            assert fast == full and [math.copysign(1, x) for x in fast] == [math.copysign(1, x) for x in full]
+
+
+def test_softmax_is_the_loop_over_the_dense_features(ensemble: EnsembleAnalyzer) -> None:
+    """The unrolled softmax adds w[j] * x_j for the non-zero features in order, as a loop would."""
+    import math
+    import random
+
+    model = ensemble.model
+    rng = random.Random(3)
+    for _ in range(2000):
+        dense = [rng.choice([0.0, -0.0, rng.uniform(-3, 3)]) for _ in range(len(model.dense[0]))]
+        margins = [rng.uniform(-10, 10) for _ in range(3)]
+        m = [model.intercept[0] + margins[0] + model.cs_prior * dense[6], model.intercept[1] + margins[1],
+             model.intercept[2] + margins[2] + model.cs_prior * dense[5]]
+        for j, x in enumerate(dense):
+            if x:
+                for k in range(3):
+                    m[k] += model.dense[k][j] * x
+        top = max(m)
+        e = [math.exp(v - top) for v in m]
+        assert model.softmax(dense, margins) == [v / sum(e) for v in e]
 
 
 def test_term_margins_equal_the_bag_of_one_sentence(ensemble: EnsembleAnalyzer) -> None:

@@ -50,6 +50,12 @@ def test_exclusions_apply_to_their_sentence(taxonomy: Taxonomy) -> None:
     assert [a.category for a in out.aspects if a.sentence == 0] == [FALLBACK]
 
 
+def test_a_phrase_exclusion_needs_all_its_words(taxonomy: Taxonomy) -> None:
+    assert "pricing" in names(taxonomy, "The price tag is wrong")
+    assert "pricing" not in names(taxonomy, "The price tag printer jammed")  # exclusion: price tag printer
+    assert "pricing" in names(taxonomy, "The printer and the price tag")
+
+
 @pytest.mark.parametrize("data, message", [
     ({}, "expected a mapping"),
     ({"categories": {"x": {"keywords": []}}}, "no keywords"),
