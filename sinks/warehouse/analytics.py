@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -135,6 +136,7 @@ def _aggregate(refs: list[str], now: datetime | None, dialect: str) -> Any:
 
 
 COLUMNS = [c.name for c in Customer.__table__.columns]
+_TZINFO = attrgetter("tzinfo")
 
 
 def _upsert(dialect: str, refs: list[str], now: datetime | None) -> Any:
@@ -234,10 +236,14 @@ def refresh_customers(conn: Connection, rows: Iterable[Mapping[str, Any]], prune
 DELTA_COLUMNS = ("customer_ref", "event_time", "sentiment_label", "nps_score", "nps_class", "csat_score")
 
 
-def _delta_columns(cols: Mapping[str, Sequence[Any]], now: datetime) -> dict[str, list[Any]]:
-    """Per customer of the feedback rows ``cols``: the customers row those rows alone would give."""
+def _delta_columns(cols: Mapping[str, Sequence[Any]], now: datetime) -> dict[str, Sequence[Any]]:
+    """Per customer of the feedback rows ``cols``: the customers row those rows alone would give.
+
+    When ``cols["event_time"]`` is a :class:`~sinks.warehouse.bulk.Bound` column, first and last
+    seen are too, taken from it (customers times are stored as feedback times are): an event time is
+    converted once per batch, not once more for its customer."""
     acc: dict[str, list[Any]] = {}
-    for ref, at, label, nps, nps_cls, csat in zip(*(cols[c] for c in DELTA_COLUMNS), strict=True):
+    for ref, at, label, nps, nps_cls, csat in zip(*(bulk.raw_values(cols[c]) for c in DELTA_COLUMNS), strict=True):
         if not ref:
             continue
         a = acc.get(ref)
@@ -258,10 +264,18 @@ def _delta_columns(cols: Mapping[str, Sequence[Any]], now: datetime) -> dict[str
             a[8] += csat
     refs = sorted(acc)
     rows = [acc[r] for r in refs]
+    first: Sequence[Any] = [a[0] for a in rows]
+    last: Sequence[Any] = [a[1] for a in rows]
+    times = cols["event_time"]
+    # one time zone only: equal instants in two zones would share a key but not a converted value
+    if type(times) is bulk.Bound and len(set(map(_TZINFO, times.raw))) == 1:
+        converted = dict(zip(times.raw, times, strict=True))
+        first = bulk.Bound(list(map(converted.__getitem__, first)), first)
+        last = bulk.Bound(list(map(converted.__getitem__, last)), last)
     return {
         "customer_ref": refs,
-        "first_seen_at": [a[0] for a in rows],
-        "last_seen_at": [a[1] for a in rows],
+        "first_seen_at": first,
+        "last_seen_at": last,
         "feedback_count": [a[2] for a in rows],
         "negative_count": [a[3] for a in rows],
         "nps_responses": [a[4] for a in rows],

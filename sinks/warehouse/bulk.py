@@ -1,7 +1,7 @@
 """The sink's bulk write path: COPY into a staging table on PostgreSQL, batched executemany elsewhere.
 
 On PostgreSQL a batch of at least :data:`COPY_MIN_ROWS` rows is streamed with ``COPY ... FROM STDIN``
-into a temporary staging table (dropped at commit) and moved into the target with the writer's own
+into a temporary staging table (one per session, emptied at commit) and moved into the target with the writer's own
 ``INSERT ... ON CONFLICT`` statement turned into ``INSERT ... SELECT``, so the conflict rule is the
 writer's, never a second copy of it. Plain inserts (rows of a child table whose old rows the writer
 has just deleted) are COPYed straight into the target. Smaller batches and SQLite use one
@@ -12,6 +12,8 @@ Rows come either as dicts (``upsert``, ``insert_rows``) or column-wise (``upsert
 which is what the sink builds: values are converted a column at a time, mostly by C-level ``map``
 calls (a repeated value once), and the COPY payload is assembled as text in a few string operations
 per column instead of per value. ``IN`` lists of ids go to PostgreSQL as one array-literal parameter.
+A column shared by several tables (the feedback id of the feedback, category and aspect rows) can be
+converted once per batch with :func:`bind_column` (a :class:`Bound` column, passed through as is).
 
 Guarantees: the result is the same as ``conn.execute(stmt, rows)``; everything happens on the
 caller's connection, inside the caller's transaction.
@@ -28,7 +30,7 @@ from itertools import chain, repeat
 from operator import attrgetter, itemgetter, methodcaller
 from typing import Any
 
-from sqlalchemy import JSON, Connection, Table, Uuid, any_, bindparam, column, delete, insert, select, table
+from sqlalchemy import JSON, Boolean, Connection, Table, Uuid, any_, bindparam, column, delete, insert, select, table
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 
@@ -71,11 +73,51 @@ def rows_to_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
 
 def columns_to_rows(cols: Columns) -> list[dict[str, Any]]:
     keys = list(cols)
-    return [dict(zip(keys, values, strict=True)) for values in zip(*(cols[k] for k in keys), strict=True)]
+    return [dict(zip(keys, values, strict=True)) for values in zip(*(raw_values(cols[k]) for k in keys), strict=True)]
 
 
 def _length(cols: Columns) -> int:
     return len(next(iter(cols.values()))) if cols else 0
+
+
+class Bound(list):  # type: ignore[type-arg]
+    """A column already converted for the connection's bulk path: the values :func:`_bind_column` gives
+    for SQLite's executemany, or the text fields :func:`_copy_text_column` gives for PostgreSQL's COPY.
+    ``raw`` holds the original values, for the paths that convert values themselves (SQLAlchemy's
+    executemany of small batches, psycopg's row formatting). Made by :func:`bind_column`."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, converted: Sequence[Any], raw: Sequence[Any]) -> None:
+        super().__init__(converted)
+        self.raw = raw
+
+
+def raw_values(values: Sequence[Any]) -> Sequence[Any]:
+    """The original values of a column (of a :class:`Bound` one: its ``raw``)."""
+    return values.raw if type(values) is Bound else values
+
+
+def bind_column(dialect: Any, column: Any, values: list[Any]) -> list[Any]:
+    """``values`` of the table column ``column`` converted once for the bulk paths of ``dialect`` (a
+    :class:`Bound` column), so that a column several statements of a batch share (the feedback id of
+    the feedback, category and aspect rows) is converted once; ``values`` unchanged where those paths
+    do not take converted values (PostgreSQL batches too small for COPY, other drivers)."""
+    if dialect.name == "postgresql":
+        text = _copy_text_column(values) if len(values) >= COPY_MIN_ROWS else None
+        return values if text is None else Bound(text, values)
+    if dialect.paramstyle != "qmark":
+        return values
+    return Bound(_bind_column(column.type.dialect_impl(dialect), dialect, values), values)
+
+
+def repeat_each(values: Sequence[Any], counts: Sequence[int]) -> list[Any]:
+    """``values[i]`` ``counts[i]`` times, in order (a parent's key for each of its child rows); a
+    :class:`Bound` column gives a :class:`Bound` column."""
+    out = list(chain.from_iterable(map(repeat, values, counts)))
+    if type(values) is Bound:
+        return Bound(out, list(chain.from_iterable(map(repeat, values.raw, counts))))
+    return out
 
 
 def _quote(name: str) -> str:
@@ -128,6 +170,8 @@ def _copy_text_column(values: Sequence[Any]) -> list[str] | None:
     """One column as COPY text fields (the text psycopg's dumpers would send; UUIDs without hyphens,
     a form PostgreSQL reads alike), or None when a value is of a type this fast path does not format
     (the caller then uses psycopg's own row formatting)."""
+    if type(values) is Bound:
+        return values
     kinds = set(map(type, values))
     nullable = _NONE in kinds
     kinds.discard(_NONE)
@@ -198,7 +242,7 @@ def _copy(conn: Connection, target: str, columns: list[str], cols: Columns) -> N
             copy.write("".join([line + "\n" for line in map("\t".join, zip(*fields, strict=True))]).encode())
             return
         # a type the text path does not know: psycopg formats each row (JSON and UUIDs as text)
-        for values in zip(*(cols[c] for c in columns), strict=True):
+        for values in zip(*(raw_values(cols[c]) for c in columns), strict=True):
             copy.write_row([_pg_text(v) for v in values])
 
 
@@ -222,9 +266,12 @@ def _bind_column(impl: Any, dialect: Any, values: Sequence[Any]) -> Sequence[Any
 
     The usual types take C-level shortcuts that give the same values: SQLite's default DATETIME
     format is ``isoformat(" ", "microseconds")`` without the offset, its DATE format ``isoformat``,
-    a character-based UUID is ``.hex``; JSON documents of lists of strings (tags) and empty
-    containers are serialized once per distinct value.
+    a character-based UUID is ``.hex``, a boolean without native support ``int(value)``; JSON
+    documents of lists of strings (tags) and empty containers are serialized once per distinct value.
+    A :class:`Bound` column is already converted.
     """
+    if type(values) is Bound:
+        return values
     proc = impl.bind_processor(dialect)
     if proc is None:
         return values
@@ -242,7 +289,12 @@ def _bind_column(impl: Any, dialect: Any, values: Sequence[Any]) -> Sequence[Any
             return uuid_hex(values)
     elif isinstance(impl, JSON):
         return _json_column(proc, values)
+    elif isinstance(impl, Boolean) and not dialect.supports_native_boolean and kinds <= {bool, _NONE}:
+        return list(map(_INT_BOOL.__getitem__, values))
     return list(map(proc, values))
+
+
+_INT_BOOL = {True: 1, False: 0, None: None}
 
 
 def _sqlite_datetime(value: datetime) -> str:
@@ -344,12 +396,16 @@ def executemany(conn: Connection, stmt: Any, rows: Sequence[dict[str, Any]]) -> 
 
 
 def _stage(conn: Connection, target: Table | Any, cols: Columns) -> Any:
-    """COPY the rows of ``cols`` into a temporary copy of ``target`` (dropped at commit); returns a
-    ``SELECT`` of its columns, for ``INSERT ... SELECT``."""
+    """COPY the rows of ``cols`` into the session's temporary copy of ``target`` (emptied at commit; one
+    filling per transaction); returns a ``SELECT`` of its columns, for ``INSERT ... SELECT``.
+
+    The staging table is created once per database session and kept (``ON COMMIT DELETE ROWS``, an
+    in-place truncation of a table that is never WAL-logged), not created and dropped in every
+    transaction, which wrote and deleted a catalog row per column each time."""
     stage = stage_name(target)
     conn.exec_driver_sql(
         f"CREATE TEMP TABLE IF NOT EXISTS {_quote(stage)} (LIKE {_quote(target.name)} INCLUDING DEFAULTS) "
-        "ON COMMIT DROP"
+        "ON COMMIT DELETE ROWS"
     )
     _copy(conn, _quote(stage), list(cols), cols)
     return select(*(column(c) for c in cols)).select_from(table(stage))
@@ -434,6 +490,7 @@ def delete_in(conn: Connection, column: Any, values: Sequence[Any], chunk: int =
     elsewhere."""
     if not values:
         return 0
+    values = raw_values(values)
     target = column.table
     name = (f"{_quote(target.schema)}." if target.schema else "") + _quote(target.name)
     if conn.dialect.name == "postgresql":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from itertools import chain, repeat
+from itertools import chain
 from operator import attrgetter
 from typing import Any
 
@@ -52,26 +52,28 @@ _ASPECT_FIELDS = {"sentence": "sentence", "category": "category", "text": "text"
                   "sentiment_label": "label", "sentiment_score": "score"}
 
 
-def aspect_columns(items: Sequence[EnrichedFeedback]) -> dict[str, list[Any]]:
-    """:func:`aspect_rows` column-wise (what the sink writes)."""
+def aspect_columns(items: Sequence[EnrichedFeedback], ids: Sequence[Any] | None = None) -> dict[str, list[Any]]:
+    """:func:`aspect_rows` column-wise (what the sink writes); ``ids``: the items' feedback ids as the
+    feedback rows hold them (see :func:`~sinks.warehouse.writer.category_columns`)."""
     per_item = list(map(attrgetter("aspects"), items))
     aspects = list(chain.from_iterable(per_item))
-    cols: dict[str, list[Any]] = {
-        "feedback_id": list(chain.from_iterable(map(repeat, map(attrgetter("feedback_id"), items), map(len, per_item))))
-    }
+    if ids is None:
+        ids = list(map(attrgetter("feedback_id"), items))
+    cols: dict[str, list[Any]] = {"feedback_id": bulk.repeat_each(ids, list(map(len, per_item)))}
     for column, field in _ASPECT_FIELDS.items():
         cols[column] = list(map(attrgetter(field), aspects))
     return cols
 
 
-def write_aspects(conn: Connection, items: Sequence[EnrichedFeedback], replace: bool = True) -> int:
+def write_aspects(conn: Connection, items: Sequence[EnrichedFeedback], replace: bool = True,
+                  ids: Sequence[Any] | None = None) -> int:
     """Replace the aspects of ``items`` (inside the caller's transaction); returns rows inserted.
 
     ``replace=False`` skips deleting the old aspects: for items whose feedback rows the caller has
-    just inserted (none existed, so no aspect row can)."""
+    just inserted (none existed, so no aspect row can). ``ids``: see :func:`aspect_columns`."""
     if replace:
         bulk.delete_in(conn, FeedbackAspect.__table__.c.feedback_id, [i.feedback_id for i in items])
-    cols = aspect_columns(items)
+    cols = aspect_columns(items, ids)
     if cols["feedback_id"]:
         bulk.insert_columns(conn, FeedbackAspect.__table__, cols)
     return len(cols["feedback_id"])

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from itertools import chain, repeat
+from itertools import chain
 from operator import attrgetter, itemgetter, methodcaller
 from typing import Any
 
@@ -82,12 +82,14 @@ def feedback_columns(items: Sequence[EnrichedFeedback], now: datetime) -> dict[s
     return cols
 
 
-def category_columns(items: Sequence[EnrichedFeedback]) -> dict[str, list[Any]]:
-    """The ``feedback_categories`` rows of ``items`` column-wise (rank = position in ``categories``)."""
+def category_columns(items: Sequence[EnrichedFeedback], ids: Sequence[Any] | None = None) -> dict[str, list[Any]]:
+    """The ``feedback_categories`` rows of ``items`` column-wise (rank = position in ``categories``);
+    ``ids``: the items' feedback ids as the feedback rows hold them (a
+    :class:`~sinks.warehouse.bulk.Bound` column is repeated as such), by default read off the items."""
     per_item = list(map(_CATEGORIES, items))
     cats = list(chain.from_iterable(per_item))
     return {
-        "feedback_id": list(chain.from_iterable(map(repeat, map(_ID, items), map(len, per_item)))),
+        "feedback_id": bulk.repeat_each(list(map(_ID, items)) if ids is None else ids, list(map(len, per_item))),
         "category": list(map(_NAME, cats)),
         "confidence": list(map(_CONFIDENCE, cats)),
         "rank": list(chain.from_iterable(map(range, map(len, per_item)))),
@@ -134,8 +136,12 @@ class WarehouseWriter:
         records = [i for i in latest if not i.is_ticket_state]  # state only: tickets table
         now = datetime.now(UTC)
         cols = feedback_columns(records, now)
-        cats = category_columns(records)
         ids = cols["feedback_id"]
+        # converted once for the feedback, category and aspect rows (and event times for customers)
+        dialect, table = self.engine.dialect, Feedback.__table__
+        cols["feedback_id"] = bound_ids = bulk.bind_column(dialect, table.c.feedback_id, ids)
+        cols["event_time"] = bulk.bind_column(dialect, table.c.event_time, cols["event_time"])
+        cats = category_columns(records, bound_ids)
         refs = sorted(set(cols["customer_ref"]) - {None, ""})
         try:
             with self.engine.begin() as conn:
@@ -151,7 +157,7 @@ class WarehouseWriter:
                 else:
                     refresh_customer_refs(conn, refs)
                 upsert_ticket_states(conn, ticket_items)
-                write_aspects(conn, records, replace=not new)
+                write_aspects(conn, records, replace=not new, ids=bound_ids)
         except OperationalError as exc:
             if "readonly" in str(exc.orig).lower():
                 self.engine.dispose()  # SQLite keeps a file opened read-only so until it is reopened

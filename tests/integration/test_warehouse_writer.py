@@ -168,3 +168,36 @@ def test_customer_refs_with_quotes_and_commas(kind: str, tmp_path: Path) -> None
         writer.write(items)  # stored: recomputed (the references go as one array parameter on PostgreSQL)
         assert customers(engine) == first
         assert {r[0]: r[3] for r in first} == dict.fromkeys(refs, 20)
+
+
+def test_postgresql_staging_table_is_kept_per_session_and_empty_between_batches(tmp_path: Path) -> None:
+    """The COPY staging table is created once per session (not per batch) and emptied at every commit
+    and rollback: a later batch on the same connection never sees an earlier batch's rows."""
+    items = enriched_sample(300, seed=13, run="stage", days=10, customers=30)
+    with fresh_engine("postgresql", tmp_path) as engine:
+        writer = WarehouseWriter(engine)
+
+        def stage_state() -> tuple[Any, Any]:
+            with engine.connect() as conn:  # the pool's only connection: the one the writer used
+                oid = conn.exec_driver_sql("SELECT to_regclass('pg_temp._stage_feedback')::oid").scalar()
+                rows = conn.exec_driver_sql("SELECT count(*) FROM pg_temp._stage_feedback").scalar()
+            return oid, rows
+
+        assert writer.write(items[:100]) == 100
+        oid, rows = stage_state()
+        assert oid is not None and rows == 0
+        with pytest.raises(RuntimeError), engine.begin() as conn:  # a batch that fails after staging
+            cols = feedback_columns(items[100:200], datetime.now(UTC))
+            assert bulk.insert_new_columns(conn, Feedback.__table__, cols, writer._insert_new_stmt(),
+                                           writer._upsert_stmt())
+            raise RuntimeError("after the COPY")
+        assert stage_state() == (oid, 0)
+        assert writer.write(items[100:]) == 200
+        writer.write(items[:150])  # re-delivered: upserted from the same staging table
+        assert stage_state() == (oid, 0)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM feedback")).scalar_one() == 300
+        expected = {r[0]: r[3] for r in customers(engine)}
+        with engine.begin() as conn:
+            refresh_customer_refs(conn, list(expected))
+        assert {r[0]: r[3] for r in customers(engine)} == expected

@@ -101,3 +101,56 @@ def test_datetimes_after_a_null_still_keep_their_zones() -> None:
     impl = DateTime(timezone=True).dialect_impl(SQLITE)
     assert bulk._bind_column(impl, SQLITE, values) == _sqlalchemy(DateTime(timezone=True), values)
     assert bulk._copy_text_column(values) == ["\\N" if v is None else v.isoformat() for v in values]
+
+
+def test_a_bound_column_is_converted_once_and_keeps_its_raw_values() -> None:
+    from sqlalchemy.dialects import postgresql
+
+    from sinks.warehouse.models import Feedback
+
+    table = Feedback.__table__
+    ids = [uuid.uuid5(uuid.NAMESPACE_URL, str(n)) for n in range(100)]
+    bound = bulk.bind_column(SQLITE, table.c.feedback_id, ids)
+    assert type(bound) is bulk.Bound and bound.raw is ids
+    assert list(bound) == _sqlalchemy(Uuid(), ids)
+    impl = Uuid().dialect_impl(SQLITE)
+    assert bulk._bind_column(impl, SQLITE, bound) is bound  # passed through, not converted again
+    assert bulk._copy_text_column(bound) is bound
+    assert bulk.columns_to_rows({"feedback_id": bound}) == [{"feedback_id": i} for i in ids]
+    assert bulk.raw_values(bound) is ids and bulk.raw_values(ids) is ids
+    children = bulk.repeat_each(bound, [2, 0, 1] + [0] * 97)
+    assert type(children) is bulk.Bound
+    assert list(children) == [ids[0].hex, ids[0].hex, ids[2].hex] and children.raw == [ids[0], ids[0], ids[2]]
+    assert bulk.repeat_each(ids[:2], [1, 2]) == [ids[0], ids[1], ids[1]]
+    times = [T0 + timedelta(seconds=n) for n in range(100)]
+    assert list(bulk.bind_column(SQLITE, table.c.event_time, times)) == _sqlalchemy(DateTime(timezone=True), times)
+    # PostgreSQL: COPY text, only for batches that take the COPY path (smaller ones bind through SQLAlchemy)
+    pg = postgresql.dialect()
+    assert list(bulk.bind_column(pg, table.c.feedback_id, ids)) == [i.hex for i in ids]
+    assert list(bulk.bind_column(pg, table.c.event_time, times)) == [t.isoformat() for t in times]
+    assert bulk.bind_column(pg, table.c.feedback_id, ids[: bulk.COPY_MIN_ROWS - 1]) == ids[: bulk.COPY_MIN_ROWS - 1]
+    assert type(bulk.bind_column(pg, table.c.feedback_id, ids[: bulk.COPY_MIN_ROWS - 1])) is list
+
+
+def test_customer_times_come_from_the_bound_event_times() -> None:
+    from sinks.warehouse.analytics import _delta_columns
+    from sinks.warehouse.models import Feedback
+
+    items = enriched_sample(300, seed=4, run="delta", days=10, customers=20)
+    now = datetime.now(UTC)
+    plain = _delta_columns(feedback_columns(items, now), now)
+    cols = feedback_columns(items, now)
+    cols["event_time"] = bulk.bind_column(SQLITE, Feedback.__table__.c.event_time, cols["event_time"])
+    delta = _delta_columns(cols, now)
+    tz = DateTime(timezone=True)
+    for name in ("first_seen_at", "last_seen_at"):
+        assert type(delta[name]) is bulk.Bound
+        assert delta[name].raw == plain[name]  # type: ignore[attr-defined]
+        assert list(delta[name]) == _sqlalchemy(tz, plain[name])
+    assert {k: list(bulk.raw_values(v)) for k, v in delta.items()} == {k: list(v) for k, v in plain.items()}
+    # times in two zones: converted on their own (one instant, two stored texts)
+    mixed = feedback_columns(items, now)
+    mixed["event_time"] = [t.astimezone(timezone(timedelta(hours=2))) if n % 2 else t
+                           for n, t in enumerate(mixed["event_time"])]
+    mixed["event_time"] = bulk.bind_column(SQLITE, Feedback.__table__.c.event_time, mixed["event_time"])
+    assert type(_delta_columns(mixed, now)["first_seen_at"]) is list
