@@ -43,6 +43,13 @@ class CommonSettings(BaseSettings):
         description="How often consumers check that their topics were not deleted and created again "
         "(the embedded broker restarts empty); a recreated topic is re-read from its beginning.",
     )
+    confirm_topic_ids: bool = Field(
+        default=True,
+        description="The HTTP service accepts a request only when the topic's id read after the broker's "
+        "acks is the one known before the send (the embedded broker, restarted, acknowledges records for "
+        "topics it no longer lists and then drops them). Costs one shared metadata request per wave of "
+        "requests; may be turned off against a real Kafka cluster, whose topics keep their ids.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
     metrics_host: str = Field(

@@ -140,6 +140,13 @@ class TopicWatch:
         self._ids: dict[str, str] = {}  # the last id seen per topic (kept while the topic is missing)
         self._admin: KafkaAdminClient | None = None
 
+    def renewed(self) -> TopicWatch:
+        """A new watch in place of one whose check hung: same topics, the ids seen so far, its own
+        connection (this one is abandoned; kafka-python's clients are not shared between threads)."""
+        fresh = TopicWatch(self.settings, self.names, self.provision)
+        fresh._ids = dict(self._ids)
+        return fresh
+
     def add(self, topic: str) -> None:
         """Watch ``topic`` too (not provisioned)."""
         if topic not in self.names:

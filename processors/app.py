@@ -103,14 +103,28 @@ def create_app(settings: ProcessorSettings) -> faust.App:
                        provision={signal_names.observations: 1, signal_names.checkpoints: 1})
 
     pending: set[str] = set()
+    watching = {"watch": watch}
 
     @app.timer(interval=settings.topic_watch_seconds)
     async def rewind_recreated_topics() -> None:
         """A topic recreated under us (the broker restarted empty) is re-read from offset 0 (see TopicWatch).
 
         Never during a rebalance: faust runs its rebalance callbacks on the consumer thread too, and a
-        seek of partitions that are being revoked would stall it; the rewind waits for the next tick."""
-        pending.update(await asyncio.get_running_loop().run_in_executor(None, watch.check))
+        seek of partitions that are being revoked would stall it; the rewind waits for the next tick.
+        A tick never raises and never waits long: an exception would end faust's timer for good, and
+        a hung check would stop the rewinds, either way leaving the processor at its old positions."""
+        current = watching["watch"]
+        try:
+            changed = await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(None, current.check),
+                                             timeout=max(10.0, 5 * settings.topic_watch_seconds))
+        except TimeoutError:
+            log.warning("topic watch check timed out: starting a new one (the ids seen so far are kept)")
+            watching["watch"] = current.renewed()
+            return
+        except Exception:
+            log.exception("topic watch check failed; trying again at the next tick")
+            return
+        pending.update(changed)
         if pending and not app.rebalancing:
             await rewind(app.consumer, pending, on_rewound=runner.on_revoked)
             pending.clear()

@@ -71,3 +71,58 @@ def broker_topics(port: int) -> set[str]:
         return set(admin.list_topics())
     finally:
         admin.close()
+
+
+def test_broker_restart_between_requests_loses_nothing_under_concurrent_clients(
+        restartable: tuple[Pipeline, int]) -> None:
+    """The broker restarts while the HTTP service is idle (no request fails during the outage), then
+    four clients post at once: whatever the service answered 202 reaches the warehouse."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    p, port = restartable
+    run = uuid.uuid4().hex[:8]
+    with httpx.Client(base_url=p.url, timeout=30) as client:
+        for i in range(20):
+            assert client.post("/v1/events", json={"source_ref": f"{run}-before-{i}", "text": "ok"}).status_code == 202
+        wait_for(lambda: p.count(f"source_ref LIKE '{run}-before-%'") == 20, 60, what="rows before")
+    p.broker_proc.kill()  # type: ignore[attr-defined]
+    p.broker_proc.wait()  # type: ignore[attr-defined]
+    p.broker_proc = broker.start(port)  # type: ignore[attr-defined]  # back at once, empty
+
+    def client_posts(c: int) -> int:
+        accepted = 0
+        with httpx.Client(base_url=p.url, timeout=30) as client:
+            deadline = time.monotonic() + 90
+            for i in range(75):
+                codes = post_until_accepted(client, {"source_ref": f"{run}-after-{c}-{i}",
+                                                     "text": f"Order {i}: the courier was late"}, deadline)
+                accepted += codes.count(202)
+        return accepted
+
+    with ThreadPoolExecutor(4) as pool:
+        assert sum(pool.map(client_posts, range(4))) == 300
+    where = f"source_ref LIKE '{run}-after-%'"
+    try:
+        wait_for(lambda: p.count(where) == 300, 120, what="all 300 records accepted after the restart in the warehouse")
+    except AssertionError:
+        stored = {r["source_ref"] for r in p.rows(where)}
+        missing = sorted({f"{run}-after-{c}-{i}" for c in range(4) for i in range(75)} - stored)
+        found = {t: topic_refs(p, t, missing) for t in ("feedback.raw", "feedback.enriched")}
+        raise AssertionError(f"{len(missing)} of 300 accepted records missing: {missing[:10]}; "
+                             f"present in the topics: {found}") from None
+    time.sleep(2)
+    assert p.count(where) == 300
+    assert all(proc.poll() is None for proc in p.procs.values()), "components recover without restarts"
+
+
+def topic_refs(p: Pipeline, topic: str, refs: list[str]) -> list[str]:
+    """Which of ``refs`` a topic holds (diagnostics for a failure)."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(p.prefix + topic, bootstrap_servers=p.bootstrap, auto_offset_reset="earliest",
+                             group_id=None, consumer_timeout_ms=3000)
+    try:
+        values = [m.value.decode(errors="replace") for m in consumer]
+    finally:
+        consumer.close()
+    return [ref for ref in refs if any(f"\"{ref}\"" in v for v in values)]
