@@ -61,6 +61,8 @@ class Supervisor:
         self.env["FEEDBACK_DATA_DIR"] = str(settings.data_dir.resolve())
         self.env.setdefault("FEEDBACK_WAREHOUSE_URL", settings.database_url)
         self.env.setdefault("FEEDBACK_LOG_FORMAT", "json" if settings.log_format == "json" else "console")
+        if with_broker:  # it forgets its topics when it restarts: the HTTP service confirms them (see config)
+            self.env.setdefault("FEEDBACK_CONFIRM_TOPIC_IDS", "true")
         me = [sys.executable, "-m", "pipeline"]
         self.children: list[Child] = []
         if with_broker:

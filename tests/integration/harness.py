@@ -56,6 +56,7 @@ class Pipeline:
             "FEEDBACK_KAFKA_BOOTSTRAP": bootstrap,
             "FEEDBACK_TOPIC_PREFIX": self.prefix,
             "FEEDBACK_TOPIC_PARTITIONS": "4",
+            "FEEDBACK_CONFIRM_TOPIC_IDS": "true",  # the embedded broker, as `feedback up` runs it
             "FEEDBACK_WAREHOUSE_URL": warehouse_url,
             "FEEDBACK_DATA_DIR": str(workdir),
             "FEEDBACK_HTTP_PORT": str(self.http_port),

@@ -38,6 +38,8 @@ def test_up_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
         wait_for(lambda: port_open("127.0.0.1", http_port), 60, what="http service")
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) >= 4, children  # broker, sink, processor, http
+        http_child = next(c for c in children if "serve-http" in c.cmdline())
+        assert http_child.environ().get("FEEDBACK_CONFIRM_TOPIC_IDS") == "true"  # the embedded broker's safeguard
         sid = uuid.uuid4().hex[:16]
         r = httpx.post(f"http://127.0.0.1:{http_port}/forms/default",
                        data={"comment": "Great support, they fixed my login problem in minutes. I love it!",
