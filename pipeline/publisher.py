@@ -125,7 +125,8 @@ class Publisher:
         self._watch.add(topic)
         for attempt in range(2):  # a second try on a new connection: the old one may predate a restart
             try:
-                return self._watch.ids().get(topic)
+                with self._lock:  # callers may share the publisher across threads; the admin client is not
+                    return self._watch.ids().get(topic)
             except (KafkaError, OSError) as exc:
                 if attempt:
                     metrics.PUBLISH_ERRORS.labels(topic).inc()
