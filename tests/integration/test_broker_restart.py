@@ -27,13 +27,18 @@ def post_until_accepted(client: httpx.Client, body: dict[str, object], deadline:
     raise AssertionError(f"never accepted: {codes[-5:]}")
 
 
+def post_before(p: Pipeline, client: httpx.Client, run: str, n: int) -> None:
+    """``n`` records accepted and stored before the restart."""
+    for i in range(n):
+        assert client.post("/v1/events", json={"source_ref": f"{run}-before-{i}", "text": "ok"}).status_code == 202
+    wait_for(lambda: p.count(f"source_ref LIKE '{run}-before-%'") == n, 60, what="rows before")
+
+
 def test_broker_restart_503_then_202_and_nothing_lost(restartable: tuple[Pipeline, int]) -> None:
     p, port = restartable
     run = uuid.uuid4().hex[:8]
     with httpx.Client(base_url=p.url, timeout=30) as client:
-        for i in range(100):
-            assert client.post("/v1/events", json={"source_ref": f"{run}-before-{i}", "text": "ok"}).status_code == 202
-        wait_for(lambda: p.count(f"source_ref LIKE '{run}-before-%'") == 100, 60, what="rows before")
+        post_before(p, client, run, 100)
 
         p.broker_proc.kill()  # type: ignore[attr-defined]
         p.broker_proc.wait()  # type: ignore[attr-defined]
@@ -82,9 +87,7 @@ def test_broker_restart_between_requests_loses_nothing_under_concurrent_clients(
     p, port = restartable
     run = uuid.uuid4().hex[:8]
     with httpx.Client(base_url=p.url, timeout=30) as client:
-        for i in range(20):
-            assert client.post("/v1/events", json={"source_ref": f"{run}-before-{i}", "text": "ok"}).status_code == 202
-        wait_for(lambda: p.count(f"source_ref LIKE '{run}-before-%'") == 20, 60, what="rows before")
+        post_before(p, client, run, 20)
     p.broker_proc.kill()  # type: ignore[attr-defined]
     p.broker_proc.wait()  # type: ignore[attr-defined]
     p.broker_proc = broker.start(port)  # type: ignore[attr-defined]  # back at once, empty

@@ -3,14 +3,11 @@ checkpoint, retries until the broker is back, and nothing is lost or stored twic
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from connectors.email import samples
 from connectors.email.samples import wire
 from pipeline import broker
-from tests.conftest import require
 from tests.integration import dovecot as dv
 from tests.integration.harness import Pipeline, wait_for
 from tests.integration.test_email_imap import Connector
@@ -18,25 +15,14 @@ from tests.integration.test_email_imap import Connector
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def mail_server() -> Iterator[dv.Dovecot]:
-    require(dv.available(), "Dovecot (apt-get install dovecot-imapd)")
-    server = dv.Dovecot()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
 def test_email_connector_resumes_from_its_checkpoint_after_a_broker_restart(
-        restartable: tuple[Pipeline, int], mail_server: dv.Dovecot) -> None:
+        restartable: tuple[Pipeline, int], dovecot: dv.Dovecot) -> None:
     p, port = restartable
-    user = mail_server.add_user("brokerrestart")
+    user = dovecot.add_user("brokerrestart")
     before = [wire(samples.plain(f"before the restart {i}", msgid=f"<before-{i}@restart.example>"))
               for i in range(20)]
-    mail_server.append(user, before)
-    connector = Connector(p, mail_server, user).start()
+    dovecot.append(user, before)
+    connector = Connector(p, dovecot, user).start()
     try:
         wait_for(lambda: p.count("source_ref LIKE 'before-%@restart.example'") == 20, 90, what="mail before")
         checkpoint = connector.checkpoint()
@@ -46,7 +32,7 @@ def test_email_connector_resumes_from_its_checkpoint_after_a_broker_restart(
         p.broker_proc.wait()  # type: ignore[attr-defined]
         after = [wire(samples.plain(f"after the restart {i}", msgid=f"<after-{i}@restart.example>"))
                  for i in range(20)]
-        mail_server.append(user, after)  # arrives while the broker is down
+        dovecot.append(user, after)  # arrives while the broker is down
         wait_for(lambda: "Traceback" in connector.log() or connector.log().count("retry") >= 1
                  or connector.metric("feedback_email_connection_errors_total") >= 1, 60,
                  what="the connector noticing the broker is gone")

@@ -14,6 +14,7 @@ from pipeline import broker
 from pipeline.config import CommonSettings
 from pipeline.topics import RecreatedTopicGuard, TopicWatch
 from tests.integration.harness import wait_for
+from tests.integration.test_async_publisher import records
 
 pytestmark = pytest.mark.integration
 
@@ -122,17 +123,6 @@ def read_all(bootstrap: str, topic: str, expect: int, timeout: float = 30) -> li
         got += [m.key.decode() for recs in consumer.poll(200).values() for m in recs]
     consumer.close()
     return got
-
-
-def records(n: int, run: str) -> list[Any]:
-    from datetime import UTC, datetime
-
-    from pipeline.schema import FeedbackRecord
-
-    return [FeedbackRecord.model_validate({
-        "source": "event", "source_ref": f"{run}-{i}", "text": f"restart record {i}",
-        "received_at": datetime.now(UTC).isoformat(),
-    }) for i in range(n)]
 
 
 def test_publisher_keeps_records_sent_with_metadata_from_before_a_restart(own_broker: dict[str, Any]) -> None:
