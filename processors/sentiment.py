@@ -26,9 +26,6 @@ from itertools import repeat
 from pathlib import Path
 from typing import Any
 
-import textblob.en
-from textblob import TextBlob
-from textblob._text import PUNCTUATION
 from vaderSentiment.vaderSentiment import (
     BOOSTER_DICT,
     C_INCR,
@@ -42,6 +39,7 @@ from pipeline.errors import ConfigError
 from pipeline.schema import Sentiment, SentimentLabel
 from processors import lexicon
 from processors.sentences import split_sentences, tokens
+from processors.textblob_lean import PUNCTUATION, TextBlob, textblob
 
 ANALYZERS = ("ensemble", "textblob", "vader")
 CLASSES = ("negative", "neutral", "positive")

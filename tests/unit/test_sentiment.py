@@ -246,3 +246,28 @@ def test_term_margins_equal_the_bag_of_one_sentence(ensemble: EnsembleAnalyzer) 
                 margins[k] += n * w
         assert model.term_margins(sig.tokens) == pytest.approx(margins, abs=1e-12)
     assert model.term_margins(["not", "good"]) != model.term_margins(["good", "not"])  # bigrams count
+
+
+def test_textblob_is_imported_without_scipy_and_sklearn() -> None:
+    """The processor's enrichment imports TextBlob without the SciPy and scikit-learn modules NLTK would
+    load with it (about 90 MB of its memory); both still import normally afterwards, and a process that
+    imported scikit-learn first keeps it."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from processors.enrich import Enricher\n"
+        "from processors.taxonomy import Taxonomy\n"
+        "from pipeline.schema import FeedbackRecord\n"
+        "loaded = [m for m in ('scipy', 'sklearn') if m in sys.modules]\n"
+        "r = Enricher(Taxonomy.load()).enrich(FeedbackRecord(source_ref='x', text='Not good at all.'))\n"
+        "import sklearn.linear_model, scipy.stats\n"
+        "print(loaded, r.sentiment.label, sklearn.linear_model.LogisticRegression.__name__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.split() == ["[]", "negative", "LogisticRegression"], out.stderr[-2000:]
+    first = subprocess.run([sys.executable, "-c", "import sklearn, sys; import processors.sentiment; "
+                            "print(sys.modules['sklearn'] is not None)"],
+                           capture_output=True, text=True, check=True, timeout=120)
+    assert first.stdout.strip() == "True", first.stderr[-2000:]
