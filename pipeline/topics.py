@@ -243,7 +243,9 @@ class RecreatedTopicGuard:
         self.watch = TopicWatch(settings, topics)
         self.consumer = consumer
         self.interval = settings.topic_watch_seconds
-        self._next = 0.0
+        self._next = time.monotonic() + self.interval
+        # the ids before the consumer's first poll, so a restart right after it is noticed
+        self.watch.check()
 
     def rewound(self) -> bool:
         """True when a watched topic was recreated since the last check: the consumer now reads it from

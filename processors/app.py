@@ -26,6 +26,8 @@ from processors.taxonomy import Taxonomy
 log = get_logger(__name__)
 
 APP_ID = "feedback-processor"
+#: How long a recreated topic waits for this worker to hold one of its partitions to rewind (seconds).
+PENDING_REWIND_SECONDS = 120.0
 
 
 def faust_credentials(settings: ProcessorSettings) -> Any:
@@ -101,8 +103,12 @@ def create_app(settings: ProcessorSettings) -> faust.App:
     # Only the signal agents' own single-partition topics are re-created here (see TopicWatch).
     watch = TopicWatch(settings, [topics.raw, topics.enriched],
                        provision={signal_names.observations: 1, signal_names.checkpoints: 1})
+    # The ids the consumer starts on, read before it starts: a broker that restarts before the first
+    # tick is then noticed at that tick. Without them the first tick took the recreated topics' ids
+    # as the originals and nothing was rewound (records below the old positions were skipped).
+    watch.check()
 
-    pending: set[str] = set()
+    pending: dict[str, float] = {}  # recreated topic -> when it was noticed (kept until rewound)
     watching = {"watch": watch}
 
     @app.timer(interval=settings.topic_watch_seconds)
@@ -124,10 +130,20 @@ def create_app(settings: ProcessorSettings) -> faust.App:
         except Exception:
             log.exception("topic watch check failed; trying again at the next tick")
             return
-        pending.update(changed)
+        now = time.monotonic()
+        for topic in changed:
+            pending.setdefault(topic, now)
         if pending and not app.rebalancing:
-            await rewind(app.consumer, pending, on_rewound=runner.on_revoked)
-            pending.clear()
+            rewound = await rewind(app.consumer, set(pending), on_rewound=runner.on_revoked)
+            for topic in {tp.topic for tp in rewound}:
+                del pending[topic]
+            # A topic none of whose partitions this worker holds (between a revoke and the next
+            # assignment, or more workers than partitions) waits for a later tick, for a while: its
+            # next owner starts from the offsets committed on the recreated topic.
+            for topic, noticed in list(pending.items()):
+                if now - noticed > PENDING_REWIND_SECONDS:
+                    log.warning("recreated topic not rewound: this worker holds none of its partitions", topic=topic)
+                    del pending[topic]
 
     return app
 

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -92,11 +93,19 @@ def pipeline(kafka_bootstrap: str, warehouse_url: str, warehouse: Engine,
 @pytest.fixture
 def restartable(tmp_path: Path) -> Iterator[tuple[Pipeline, int]]:
     """A pipeline on its own embedded broker, which the test may kill and start again (``.broker_proc``)."""
+    with restartable_pipeline(tmp_path) as started:
+        yield started
+
+
+@contextmanager
+def restartable_pipeline(tmp_path: Path, **env: str) -> Iterator[tuple[Pipeline, int]]:
+    """:func:`restartable` with extra environment for its components."""
     port = broker.free_port()
     proc = broker.start(port)
     url = f"sqlite:///{tmp_path / 'w.db'}"
     p = Pipeline(f"127.0.0.1:{port}", url, make_engine(url), tmp_path)
     p.env["FEEDBACK_PUBLISH_TIMEOUT_SECONDS"] = "3"
+    p.env.update(env)
     p.start_all()
     p.broker_proc = proc  # type: ignore[attr-defined]
     try:
