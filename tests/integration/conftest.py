@@ -115,6 +115,17 @@ def restartable_pipeline(tmp_path: Path, **env: str) -> Iterator[tuple[Pipeline,
         p.broker_proc.kill()  # type: ignore[attr-defined]
 
 
+def stop_broker(p: Pipeline) -> None:
+    """Kill the broker of a :func:`restartable` pipeline (it forgets everything) and wait until it is gone."""
+    p.broker_proc.kill()  # type: ignore[attr-defined]
+    p.broker_proc.wait()  # type: ignore[attr-defined]
+
+
+def start_broker(p: Pipeline, port: int) -> None:
+    """Start the broker of a :func:`restartable` pipeline again on ``port``: back, and empty."""
+    p.broker_proc = broker.start(port)  # type: ignore[attr-defined]
+
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = [
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -9,8 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipeline import broker
-from tests.integration.conftest import restartable_pipeline
+from tests.integration.conftest import restartable_pipeline, start_broker, stop_broker
 from tests.integration.harness import Pipeline, wait_for
 
 pytestmark = pytest.mark.integration
@@ -42,13 +41,12 @@ def test_broker_restart_503_then_202_and_nothing_lost(restartable: tuple[Pipelin
     with httpx.Client(base_url=p.url, timeout=30) as client:
         post_before(p, client, run, 100)
 
-        p.broker_proc.kill()  # type: ignore[attr-defined]
-        p.broker_proc.wait()  # type: ignore[attr-defined]
+        stop_broker(p)
         down = client.post("/v1/events", json={"source_ref": f"{run}-down", "text": "broker is down"})
         assert down.status_code == 503 and int(down.headers["retry-after"]) >= 1
         assert client.get("/readyz").status_code == 503
 
-        p.broker_proc = broker.start(port)  # type: ignore[attr-defined]  # comes back empty
+        start_broker(p, port)
         deadline = time.monotonic() + 90
         codes: list[int] = []
         for i in range(300):
@@ -90,9 +88,8 @@ def test_broker_restart_between_requests_loses_nothing_under_concurrent_clients(
     run = uuid.uuid4().hex[:8]
     with httpx.Client(base_url=p.url, timeout=30) as client:
         post_before(p, client, run, 20)
-    p.broker_proc.kill()  # type: ignore[attr-defined]
-    p.broker_proc.wait()  # type: ignore[attr-defined]
-    p.broker_proc = broker.start(port)  # type: ignore[attr-defined]  # back at once, empty
+    stop_broker(p)
+    start_broker(p, port)  # back at once
 
     def client_posts(c: int) -> int:
         accepted = 0
@@ -134,9 +131,8 @@ def test_broker_restart_before_the_first_topic_check_loses_nothing(tmp_path: Pat
         started = time.monotonic()
         with httpx.Client(base_url=p.url, timeout=30) as client:
             post_before(p, client, run, 40)  # ~10 per partition: the positions the consumers keep
-            p.broker_proc.kill()  # type: ignore[attr-defined]
-            p.broker_proc.wait()  # type: ignore[attr-defined]
-            p.broker_proc = broker.start(port)  # type: ignore[attr-defined]  # back at once, empty
+            stop_broker(p)
+            start_broker(p, port)  # back at once
             assert time.monotonic() - started < 20, "the restart must come before the first check"
             deadline = time.monotonic() + 90
             for i in range(40):

@@ -7,8 +7,8 @@ import pytest
 
 from connectors.email import samples
 from connectors.email.samples import wire
-from pipeline import broker
 from tests.integration import dovecot as dv
+from tests.integration.conftest import start_broker, stop_broker
 from tests.integration.harness import Pipeline, wait_for
 from tests.integration.test_email_imap import Connector
 
@@ -28,8 +28,7 @@ def test_email_connector_resumes_from_its_checkpoint_after_a_broker_restart(
         checkpoint = connector.checkpoint()
         assert checkpoint is not None and checkpoint[1] >= 20
 
-        p.broker_proc.kill()  # type: ignore[attr-defined]
-        p.broker_proc.wait()  # type: ignore[attr-defined]
+        stop_broker(p)
         after = [wire(samples.plain(f"after the restart {i}", msgid=f"<after-{i}@restart.example>"))
                  for i in range(20)]
         dovecot.append(user, after)  # arrives while the broker is down
@@ -37,7 +36,7 @@ def test_email_connector_resumes_from_its_checkpoint_after_a_broker_restart(
                  or connector.metric("feedback_email_connection_errors_total") >= 1, 60,
                  what="the connector noticing the broker is gone")
         assert connector.checkpoint() == checkpoint, "the checkpoint must not move without broker acks"
-        p.broker_proc = broker.start(port)  # type: ignore[attr-defined]  # back, and empty
+        start_broker(p, port)
 
         wait_for(lambda: p.count("source_ref LIKE 'after-%@restart.example'") == 20, 120, what="mail after")
         assert p.count("source_ref LIKE '%@restart.example'") == 40
