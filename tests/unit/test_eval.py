@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import ConfigError
-from processors.eval_data import split, vader_label
+from processors.eval_data import load_ratings, split, vader_label
+from processors.eval_run import human_agreement
 from processors.evaluation import binary_decision, read_rows, render, score_predictions, sentiment_labels
 
 SMALL = [
@@ -67,6 +68,27 @@ def test_eval_data_labels_and_split() -> None:
     tune, report = split(rows)
     assert len(tune) + len(report) == 400 and 150 < len(tune) < 250
     assert split(rows) == (tune, report) and not set(tune) & set(report)
+
+
+def test_ratings_behind_the_label_are_read_and_others_left_out(tmp_path: Path) -> None:
+    for stem in ("tweets", "amazonReviewSnippets", "movieReviewSnippets", "nytEditorialSnippets"):
+        (tmp_path / f"{stem}_GroundTruth.txt").write_text("1\t1.0\tGood.\n2\t-1.333333333\tBad.\n3\t2.0\tOther.\n")
+        # item 3's ratings average 1.5, not the ground truth's 2.0: they are not the ones behind its label
+        (tmp_path / f"{stem}_anonDataRatings.txt").write_text(
+            "1\t1.0\t0.0\t[1, 1, 1]\n2\t-1.333333333\t0.9\t[-2, -2, 0]\n3\t1.5\t0.5\t[1, 2]\n")
+    ratings = load_ratings(tmp_path)
+    assert ratings["vader-nyt"] == {"Good.": [1, 1, 1], "Bad.": [-2, -2, 0]}
+
+
+def test_one_rater_agreement_with_known_numbers() -> None:
+    rows = [("Good.", "positive"), ("Bad.", "negative"), ("Unrated.", "neutral")]
+    ratings = {"Good.": [1, 1, 1], "Bad.": [-2, -2, 0]}
+    # raters 1 and 2 agree with the others everywhere (macro-F1 1.0); rater 3 calls "Bad." neutral
+    # while the others' mean is -2: negative F1 0, positive F1 1, macro 0.5
+    got = human_agreement(rows, ratings)
+    assert got == {"macro_f1": pytest.approx((1 + 1 + 0.5) / 3, abs=1e-4), "lowest": 0.5, "highest": 1.0,
+                   "n": 2, "raters": 3}
+    assert human_agreement([("Unrated.", "neutral")], ratings) is None
 
 
 def feedback(*args: str) -> subprocess.CompletedProcess[str]:
