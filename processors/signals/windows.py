@@ -21,13 +21,18 @@ means a longer replay and some windows re-emitted with identical contents).
 
 from __future__ import annotations
 
+import bisect
+import hashlib
 import json
 import math
 import uuid
+from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+import numpy as np
 
 from pipeline.schema import EnrichedFeedback, SignalWindow, utcnow
 
@@ -175,9 +180,55 @@ def window_specs(window: int, slow_window: int, slow_scopes: Iterable[str]) -> t
     return tuple(specs)
 
 
+class SeenIds:
+    """The feedback ids already counted in one window, as 64-bit digests: about 16 bytes per id.
+
+    A set of id strings took about 110 bytes per id and per open window; a day's window (the
+    default slow window) on a busy feed held every id of the day, twice with the hour window (the
+    processor grew by 77 MB over 490,000 records from these sets alone). Here the digests live in a
+    sorted array of unsigned 64-bit integers plus a set of recent ones, merged into the array when
+    the set reaches an eighth of it (at least 4,096): O(log n) membership (:func:`bisect` on the
+    array), amortised O(log n) per added id.
+
+    Exact up to a 64-bit digest collision, which would count a new id as a duplicate: the chance is
+    about n^2 / 2^65 for n ids in one window (3e-8 at a million ids).
+    """
+
+    __slots__ = ("_sorted", "_recent")
+    MIN_MERGE = 4096
+
+    def __init__(self) -> None:
+        self._sorted = array("Q")
+        self._recent: set[int] = set()
+
+    @staticmethod
+    def digest(feedback_id: str) -> int:
+        return int.from_bytes(hashlib.blake2b(feedback_id.encode(), digest_size=8).digest(), "little")
+
+    def add(self, digest: int) -> bool:
+        """Add one id's :meth:`digest`; False (and nothing added) when the window has it already."""
+        if digest in self._recent:
+            return False
+        merged = self._sorted
+        i = bisect.bisect_left(merged, digest)
+        if i < len(merged) and merged[i] == digest:
+            return False
+        self._recent.add(digest)
+        if len(self._recent) >= max(self.MIN_MERGE, len(merged) >> 3):
+            recent = np.fromiter(self._recent, dtype=np.uint64, count=len(self._recent))
+            both = np.concatenate((np.frombuffer(merged, dtype=np.uint64), recent))
+            both.sort(kind="stable")  # two sorted runs: timsort merges them in linear time
+            self._sorted = array("Q", both.tobytes())
+            self._recent = set()
+        return True
+
+    def __len__(self) -> int:
+        return len(self._sorted) + len(self._recent)
+
+
 @dataclass
 class _Open:
-    ids: set[str] = field(default_factory=set)
+    ids: SeenIds = field(default_factory=SeenIds)
     min_offset: int = 0
     scopes: dict[Scope, Accumulator] = field(default_factory=dict)
 
@@ -236,6 +287,7 @@ class WindowAggregator:
             return "replayed"
         self.next_offset = offset + 1
         outcome = "late"
+        digest = SeenIds.digest(obs.feedback_id)
         for spec in self.specs:
             scopes = [s for s in obs.scopes if s[0] in spec.scope_types]
             if not scopes:
@@ -246,10 +298,9 @@ class WindowAggregator:
             win = self.open.get((spec.seconds, start))
             if win is None:
                 win = self.open[(spec.seconds, start)] = _Open(min_offset=offset)
-            if obs.feedback_id in win.ids:
+            if not win.ids.add(digest):
                 outcome = "duplicate" if outcome == "late" else outcome
                 continue
-            win.ids.add(obs.feedback_id)
             outcome = "counted"
             for scope in scopes:
                 acc = win.scopes.get(scope)

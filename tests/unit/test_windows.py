@@ -11,6 +11,7 @@ from pipeline.config import ConfigError, SignalSettings, load, parse_duration
 from pipeline.schema import CategoryTag, EnrichedFeedback, Sentiment, SignalWindow
 from processors.signals.windows import (
     Observation,
+    SeenIds,
     WindowAggregator,
     WindowSpec,
     scopes_of,
@@ -73,6 +74,30 @@ def test_late_records_and_duplicates_are_not_counted() -> None:
     assert agg.apply(obs("late", T0 + 30), 3) == "late"
     assert agg.stats == {"counted": 2, "late": 1, "duplicate": 1, "replayed": 0}
     assert agg.apply(obs("again", T0 + H + 2), 2) == "replayed"  # an offset below the resume point
+
+
+def test_seen_ids_stay_exact_across_merges_of_their_compact_store() -> None:
+    seen = SeenIds()
+    ids = [f"feedback-{i}" for i in range(3 * SeenIds.MIN_MERGE + 17)]  # several merges into the array
+    assert all(seen.add(SeenIds.digest(i)) for i in ids)
+    assert len(seen) == len(ids)
+    # every id is known afterwards, whether it sits in the merged array or among the recent ones
+    assert not any(seen.add(SeenIds.digest(i)) for i in reversed(ids))
+    assert seen.add(SeenIds.digest("feedback-new")) and len(seen) == len(ids) + 1
+    assert SeenIds.digest("a") == SeenIds.digest("a") != SeenIds.digest("b")  # the same in every process
+
+
+def test_a_window_with_many_ids_counts_each_once() -> None:
+    agg = WindowAggregator(SPECS, lateness=0)
+    n = 2 * SeenIds.MIN_MERGE + 5
+    for i in range(n):
+        assert agg.apply(obs(f"id-{i}", T0 + i * 0.1), i) == "counted"
+    for j in range(n):  # re-deliveries of all of them, at new offsets
+        assert agg.apply(obs(f"id-{j}", T0 + j * 0.1), n + j) == "duplicate"
+    agg.apply(obs("next-day", T0 + 25 * H), 2 * n)
+    windows = agg.advance()
+    assert [w.volume for w in windows if w.window_seconds == 3600] == [n]
+    assert agg.stats["counted"] == n + 1 and agg.stats["duplicate"] == n
 
 
 def test_watermark_is_the_minimum_over_source_partitions() -> None:
