@@ -194,7 +194,7 @@ class SeenIds:
     about n^2 / 2^65 for n ids in one window (3e-8 at a million ids).
     """
 
-    __slots__ = ("_sorted", "_recent")
+    __slots__ = ("_recent", "_sorted")
     MIN_MERGE = 4096
 
     def __init__(self) -> None:
