@@ -9,6 +9,9 @@ steps are missed for three days. The baselines, measured on the very same series
 teams start with: a fixed threshold at 1.5 x (or 2 x) the share of the first week, with the same
 minimum sample. (Delays are compared with the 2 x threshold: the 1.5 x one alarms so often that
 its "detections" are mostly its false alarms.)
+It also measures the memory each open window spends on the ids it has counted (to count a
+re-delivered record once): bytes per id of :class:`~processors.signals.windows.SeenIds` against a
+set of the id strings, the structure it replaced, for the same ids in the same run.
 Deterministic (seeded); rerun with ``python -m processors.signals.bench [--quick]``.
 """
 
@@ -163,8 +166,51 @@ def run(ctx: BenchContext, log: Callable[[str], None] | None = None) -> list[Res
             notes=f"p90 {percentile(caught, 90):.0f} vs {_p90(caught_naive)}; missed within {HORIZON} windows: "
                   f"{len(d_ours) - len(caught)}/{len(d_ours)} vs {len(d_naive) - len(caught_naive)}/{len(d_naive)}",
             higher_is_better=False))
+    results += window_ids(20_000 if quick else 500_000, ctx.seed)
     say(f"[signals] done in {time.perf_counter() - started:.1f}s")
     return results
+
+
+def window_ids(count: int, seed: int) -> list[Result]:
+    """Bytes and time per id for one window's counted ids: SeenIds against a set of the id strings."""
+    import tracemalloc
+    import uuid
+
+    from processors.signals.windows import SeenIds
+
+    rng = random.Random(seed)
+    wire = [str(uuid.UUID(int=rng.getrandbits(128), version=4)).encode() for _ in range(count)]
+
+    def fill_set() -> object:
+        seen: set[str] = set()
+        for raw in wire:
+            fid = raw.decode()  # as an observation decoded from the topic carries it
+            if fid not in seen:
+                seen.add(fid)
+        return seen
+
+    def fill_digests() -> object:
+        seen = SeenIds()
+        for raw in wire:
+            seen.add(SeenIds.digest(raw.decode()))
+        return seen
+
+    figures = {}
+    for name, fill in (("digests", fill_digests), ("strings", fill_set)):
+        t = time.perf_counter()
+        fill()
+        seconds = time.perf_counter() - t
+        tracemalloc.start()
+        kept = fill()
+        size = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        del kept
+        figures[name] = (size / count, seconds / count * 1e6)
+    (b_new, us_new), (b_old, us_old) = figures["digests"], figures["strings"]
+    return [Result(STAGE, "memory per counted id in an open window", b_new, "bytes", baseline=b_old,
+                   baseline_name="a set of the id strings", higher_is_better=False,
+                   notes=f"{count:,} ids in one window; time per id "
+                         f"{us_new:.1f} µs vs {us_old:.1f} µs")]
 
 
 def _p90(values: list[float]) -> str:

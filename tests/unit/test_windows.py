@@ -239,3 +239,11 @@ def test_observe_one_turns_enriched_records_into_observations_and_bad_ones_into_
     state = item.model_copy(update={"attributes": {"ticket_event": "state"}})
     if hasattr(state, "is_ticket_state"):  # ticket status changes are not customer feedback
         assert observe_one(state.model_dump_json().encode(), msg, topics) is None
+
+
+def test_the_signals_bench_measures_window_id_memory_against_a_set_of_strings() -> None:
+    from processors.signals.bench import window_ids
+
+    [result] = window_ids(5_000, seed=1)
+    assert result.baseline_name == "a set of the id strings" and result.unit == "bytes"
+    assert result.baseline is not None and 0 < result.value < result.baseline / 4
