@@ -93,17 +93,22 @@ def load_sets(cache: Path) -> dict[str, Rows]:
     """Every evaluation set as (text, label) rows, de-duplicated, in file order."""
     sets: dict[str, Rows] = {}
     for name, stem in VADER_SETS.items():
-        rows: Rows = []
-        for line in (cache / f"{stem}_GroundTruth.txt").read_text("utf-8", errors="replace").splitlines():
-            parts = line.split("\t")
-            if len(parts) >= 3 and parts[2].strip():
-                rows.append((parts[2].strip(), vader_label(float(parts[1]))))
-        sets[name] = _dedupe(rows)
+        sets[name] = _dedupe([(text, vader_label(mean)) for _, mean, text in _ground_truth(cache, stem)])
     for name, stem in NPM_SETS.items():
         items = json.loads((cache / f"npm-{stem}.json").read_text("utf-8"))
         sets[name] = _dedupe([(str(x["text"]).strip(), "positive" if int(x["class"]) == 1 else "negative")
                               for x in items if str(x["text"]).strip()])
     return sets
+
+
+def _ground_truth(cache: Path, stem: str) -> list[tuple[str, float, str]]:
+    """(item id, mean rating, text) of each line of a VADER set's ground-truth file, in file order."""
+    out = []
+    for line in (cache / f"{stem}_GroundTruth.txt").read_text("utf-8", errors="replace").splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 3 and parts[2].strip():
+            out.append((parts[0], float(parts[1]), parts[2].strip()))
+    return out
 
 
 def load_ratings(cache: Path) -> dict[str, dict[str, list[int]]]:
@@ -115,11 +120,7 @@ def load_ratings(cache: Path) -> dict[str, dict[str, list[int]]]:
     """
     out: dict[str, dict[str, list[int]]] = {}
     for name, stem in VADER_SETS.items():
-        truth: dict[str, tuple[float, str]] = {}
-        for line in (cache / f"{stem}_GroundTruth.txt").read_text("utf-8", errors="replace").splitlines():
-            parts = line.split("\t")
-            if len(parts) >= 3 and parts[2].strip():
-                truth[parts[0]] = (float(parts[1]), parts[2].strip())
+        truth = {item: (mean, text) for item, mean, text in _ground_truth(cache, stem)}
         ratings: dict[str, list[int]] = {}
         for line in (cache / f"{stem}_anonDataRatings.txt").read_text("utf-8", errors="replace").splitlines():
             parts = line.split("\t")
