@@ -93,6 +93,28 @@ def ensure_topics(settings: CommonSettings, timeout: float = 30.0) -> Topics:
     raise TransientError(f"could not provision topics on {settings.bootstrap}: {last}", retry_after=5)
 
 
+#: How long a sink waits before polling again after the broker could not be reached (seconds).
+POLL_RETRY_SECONDS = 0.5
+
+
+def poll_through_outage(consumer: KafkaConsumer, timeout_ms: int, max_records: int) -> dict[Any, list[Any]]:
+    """``consumer.poll``, with a broker that cannot be reached answered as "nothing yet".
+
+    kafka-python's ``poll`` raises a retriable error (connection refused, node not ready) when the
+    broker is down while it looks for the group coordinator; a sink that let it through exited and
+    its records waited for a restart. Retriable errors are logged and answered with an empty poll
+    after a short pause, so the sink resumes when the broker is back; any other error is raised.
+    """
+    try:
+        return consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+    except KafkaError as exc:
+        if not exc.retriable:
+            raise
+        log.warning("broker unreachable while polling; retrying", error=f"{type(exc).__name__}: {exc}")
+        time.sleep(POLL_RETRY_SECONDS)
+        return {}
+
+
 def commit_processed(consumer: KafkaConsumer, batch: list[Any]) -> str | None:
     """Commit the offsets just after the last record of each partition in ``batch``.
 

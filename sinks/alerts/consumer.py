@@ -27,7 +27,7 @@ from pipeline.config import AlertSettings
 from pipeline.logging import get_logger
 from pipeline.publisher import Publisher
 from pipeline.schema import DeadLetter, SignalWindow
-from pipeline.topics import RecreatedTopicGuard, Topics, commit_processed, ensure_topics
+from pipeline.topics import RecreatedTopicGuard, Topics, commit_processed, ensure_topics, poll_through_outage
 from sinks.alerts.channels import Channel, channels_from
 from sinks.alerts.dispatch import Dispatcher
 from sinks.alerts.judge import SignalJudge, config_from
@@ -80,7 +80,7 @@ class AlertSink:
                  url=self.engine.url.render_as_string(hide_password=True))
         try:
             while not self._stop.is_set():
-                polled = self._consumer.poll(timeout_ms=500, max_records=s.sink_batch_size)
+                polled = poll_through_outage(self._consumer, timeout_ms=500, max_records=s.sink_batch_size)
                 batch = [m for records in polled.values() for m in records]
                 rewound = guard.rewound()  # the broker lost the topic: its offsets start again at 0
                 if batch:

@@ -24,7 +24,7 @@ from pipeline.errors import TransientError
 from pipeline.logging import get_logger
 from pipeline.publisher import Publisher
 from pipeline.schema import DeadLetter, EnrichedFeedback
-from pipeline.topics import RecreatedTopicGuard, Topics, commit_processed, ensure_topics
+from pipeline.topics import RecreatedTopicGuard, Topics, commit_processed, ensure_topics, poll_through_outage
 from sinks.warehouse.db import explain, make_engine, migrate
 from sinks.warehouse.writer import WarehouseWriter
 
@@ -108,7 +108,8 @@ class WarehouseSink:
             remaining = deadline - time.monotonic()
             if remaining <= 0 and batch:
                 break
-            polled = self._consumer.poll(
+            polled = poll_through_outage(
+                self._consumer,
                 timeout_ms=max(1, int(remaining * 1000)) if batch else 500,
                 max_records=self.settings.sink_batch_size - len(batch),
             )
