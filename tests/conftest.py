@@ -14,3 +14,30 @@ def require(condition: bool, what: str) -> None:
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(f"required service missing: {what}", pytrace=False)
     pytest.skip(f"service missing: {what}")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("feedback", "the broker the integration tests run against")
+    group.addoption(
+        "--broker", choices=("tansu", "kafka"), default=os.environ.get("FEEDBACK_TEST_BROKER", "tansu"),
+        help="tansu: the embedded broker (default); kafka: Apache Kafka from Maven Central (Java 17)",
+    )
+    group.addoption(
+        "--kafka-version", default=os.environ.get("FEEDBACK_TEST_KAFKA_VERSION", ""),
+        help="Apache Kafka version for --broker=kafka (default: pipeline.kafka_broker.DEFAULT_VERSION)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "tansu_only: exercises the embedded broker itself (its restart forgets "
+                                       "every topic); not run with --broker=kafka")
+    config.addinivalue_line("markers", "kafka_only: needs Apache Kafka (a cluster, failover); not run on tansu")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    chosen = config.getoption("--broker")
+    for item in items:
+        if chosen == "kafka" and item.get_closest_marker("tansu_only"):
+            item.add_marker(pytest.mark.skip(reason="embedded-broker behaviour (runs in the tansu leg)"))
+        if chosen == "tansu" and item.get_closest_marker("kafka_only"):
+            item.add_marker(pytest.mark.skip(reason="needs Apache Kafka (runs in the kafka leg)"))

@@ -15,7 +15,8 @@ import psycopg
 import pytest
 from sqlalchemy import Engine, text
 
-from pipeline import broker
+from pipeline import broker, kafka_broker
+from pipeline.kafka_broker import KafkaCluster
 from sinks.warehouse.db import make_engine
 from tests.conftest import require
 from tests.integration import dovecot as dv
@@ -25,8 +26,12 @@ PG_DSN = os.environ.get("FEEDBACK_TEST_PG_DSN", "postgresql://postgres@127.0.0.1
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A Tansu broker on a free port for the whole session."""
+def kafka_bootstrap(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The session's broker: Tansu (``--broker=tansu``, default) or one Apache Kafka KRaft node (``--broker=kafka``)."""
+    if request.config.getoption("--broker") == "kafka":
+        with kafka_cluster(request, tmp_path_factory.mktemp("kafka"), nodes=1) as cluster:
+            yield cluster.bootstrap
+        return
     port = broker.free_port()
     log = tmp_path_factory.mktemp("broker") / "broker.log"
     proc = broker.start(port, log_file=log)
@@ -38,6 +43,23 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@contextmanager
+def kafka_cluster(request: pytest.FixtureRequest, data: Path, nodes: int) -> Iterator[KafkaCluster]:
+    """Apache Kafka in KRaft mode (``nodes`` combined brokers/controllers); fails under CI when Java is missing."""
+    require(shutil.which("java") is not None, "Java 17 for Apache Kafka (--broker=kafka)")
+    version = request.config.getoption("--kafka-version") or kafka_broker.DEFAULT_VERSION
+    cluster = KafkaCluster(data, nodes_count=nodes, version=version, partitions=4)
+    try:
+        cluster.start()
+    except Exception as exc:  # noqa: BLE001 - reported as a missing service, with the broker's own words
+        cluster.stop()
+        require(False, f"Apache Kafka {version} ({exc})")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 def _pg_available() -> bool:

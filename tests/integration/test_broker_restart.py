@@ -12,7 +12,7 @@ import pytest
 from tests.integration.conftest import restartable_pipeline, start_broker, stop_broker
 from tests.integration.harness import Pipeline, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.tansu_only]
 
 
 def post_until_accepted(client: httpx.Client, body: dict[str, object], deadline: float) -> list[int]:

@@ -12,7 +12,7 @@ from tests.integration.conftest import start_broker, stop_broker
 from tests.integration.harness import Pipeline, wait_for
 from tests.integration.test_email_imap import Connector
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.tansu_only]
 
 
 def test_email_connector_resumes_from_its_checkpoint_after_a_broker_restart(

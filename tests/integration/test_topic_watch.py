@@ -16,7 +16,7 @@ from pipeline.topics import RecreatedTopicGuard, TopicWatch
 from tests.integration.harness import wait_for
 from tests.integration.test_async_publisher import records
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.tansu_only]
 
 
 @pytest.fixture
