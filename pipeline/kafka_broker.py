@@ -241,7 +241,7 @@ class KafkaCluster:
                     if len(brokers) >= len(running):
                         return
                     last = brokers
-                except Exception as exc:  # noqa: BLE001 - not ready yet, whatever the client says
+                except Exception as exc:  # not ready yet, whatever the client says
                     last = exc
             time.sleep(0.25)
         raise TransientError(f"Kafka at {self.bootstrap} not ready after {timeout}s (last: {last!r})")

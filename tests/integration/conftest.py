@@ -53,7 +53,7 @@ def kafka_cluster(request: pytest.FixtureRequest, data: Path, nodes: int) -> Ite
     cluster = KafkaCluster(data, nodes_count=nodes, version=version, partitions=4)
     try:
         cluster.start()
-    except Exception as exc:  # noqa: BLE001 - reported as a missing service, with the broker's own words
+    except Exception as exc:
         cluster.stop()
         require(False, f"Apache Kafka {version} ({exc})")
     try:
