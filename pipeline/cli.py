@@ -127,7 +127,7 @@ app.add_typer(alerts_app, name="alerts")
 def _alerts_engine() -> object:
     from sinks.warehouse.db import make_engine
 
-    return make_engine(load(SinkSettings).database_url)
+    return make_engine(load(SinkSettings).existing_database_url())  # never creates an empty warehouse
 
 
 def _print_alert(a: object) -> None:
@@ -311,62 +311,6 @@ def send(
     typer.echo(resp.json()["feedback_ids"][0])
 
 
-@app.command()
-def bench(
-    records: Annotated[int | None, typer.Option(min=1, help="Records pushed into feedback.raw "
-                                                "(default 50000; 2000 with --quick).")] = None,
-    stage: Annotated[list[str] | None, typer.Option("--stage", help="Run only this stage (repeatable).")] = None,
-    quick: Annotated[bool, typer.Option("--quick", help="A small smoke run (fewer records, 5 s of HTTP).")] = False,
-    http_rate: Annotated[float, typer.Option(min=1, help="Records/s offered through HTTP.")] = 500.0,
-    http_seconds: Annotated[float | None, typer.Option(min=1, help="Seconds of HTTP load (default 20; 5 "
-                                                       "with --quick).")] = None,
-    http_batch: Annotated[int, typer.Option(min=1, max=500, help="Records per HTTP request.")] = 10,
-    processors: Annotated[int, typer.Option(min=1, max=8, help="Processor workers (and baseline workers).")] = 1,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
-    out: Annotated[Path | None, typer.Option(help="Write results.json, results.md and the logs here.")] = None,
-) -> None:
-    """Benchmark the pipeline on this machine (records/s, latency, RSS) against a same-run baseline."""
-    import signal
-    import tempfile
-
-    from rich.markup import escape
-
-    from pipeline import bench as b
-
-    def _terminate(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, _terminate)
-    scratch = tempfile.TemporaryDirectory(prefix="feedback-bench-out-")  # logs go here without --out
-    workdir = out or Path(scratch.name)
-    workdir.mkdir(parents=True, exist_ok=True)
-    ctx = b.BenchContext(records=records or (2000 if quick else 50_000), quick=quick, http_rate=http_rate,
-                         http_seconds=http_seconds or (5.0 if quick else 20.0), http_batch=http_batch,
-                         processors=processors, workdir=workdir,
-                         log=lambda m: console.print(m, markup=False, highlight=False))
-    plog.configure("WARNING", "console", "bench")
-    try:
-        results = b.run(ctx, stage)
-    except KeyError as exc:
-        raise ConfigError(str(exc.args[0])) from None
-    except KeyboardInterrupt:
-        console.print("[bench] interrupted: every process it started was stopped", markup=False)
-        raise typer.Exit(130) from None
-    meta = b.meta_for(ctx)
-    if as_json:
-        typer.echo(b.to_json(results, meta))
-    else:
-        wide = Console()
-        Console(width=wide.width if wide.is_terminal else 200).print(b.rich_table(results, meta))
-    if out is not None:
-        for path in b.write_report(out, results, meta):
-            console.print(f"wrote {path}")
-    scratch.cleanup()
-    if ctx.failed:
-        console.print(f"[red]failed stages:[/red] {escape(', '.join(ctx.failed))} (see the notes above)")
-        raise typer.Exit(1)
-
-
 # -- backfill, replay, report, retention (their modules hold the options and the work) -----------
 from connectors.backfill.commands import import_command, replay_command  # noqa: E402
 from sinks.report.commands import report_command  # noqa: E402
@@ -383,27 +327,6 @@ from processors.commands import eval_command, train_categories_command  # noqa: 
 
 app.command("eval")(eval_command)
 app.command("train-categories")(train_categories_command)
-
-
-@app.command()
-def loadtest(
-    duration: Annotated[int, typer.Option(help="Seconds of sustained load.")] = 300,
-    connections: Annotated[int, typer.Option(help="Concurrent HTTP connections.")] = 16,
-    threads: Annotated[int, typer.Option(help="wrk threads.")] = 1,
-    pg_dsn: Annotated[str | None, typer.Option(
-        envvar="FEEDBACK_LOADTEST_PG_DSN", help="PostgreSQL for the warehouse (a fresh schema); empty: SQLite."
-    )] = "postgresql://postgres@127.0.0.1:5432/test",
-    out: Annotated[Path, typer.Option(help="Directory for the results and logs.")] = Path("bench-results"),
-) -> None:
-    """Sustained load with wrk against the HTTP service while the pipeline drains into the warehouse."""
-    from pipeline import loadtest as lt
-
-    result = lt.run(duration, connections, threads, pg_dsn or None, out, log=console.print)
-    (out / "loadtest.json").write_text(lt.to_json(result))
-    (out / "loadtest.md").write_text(result.markdown())
-    typer.echo(result.markdown())
-    if not result.exact or result.failed:
-        raise typer.Exit(1)
 
 
 def main() -> None:

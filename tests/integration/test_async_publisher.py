@@ -19,13 +19,13 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.partitioner.default import murmur2
 
 from connectors.http.app import create_app
-from connectors.tickets.bench import SECRET, webhook_request
 from pipeline import broker, metrics
 from pipeline.async_publisher import AsyncPublisher
 from pipeline.config import HttpSettings
 from pipeline.errors import TransientError
 from pipeline.schema import FeedbackRecord
 from pipeline.topics import Topics, ensure_topics
+from tests.bench.tickets_stage import SECRET, webhook_request
 from tests.integration.harness import wait_for
 
 pytestmark = pytest.mark.integration

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.email import samples
-from connectors.email.samples import wire
+from tests.bench import email_samples as samples
+from tests.bench.email_samples import wire
 from tests.integration import dovecot as dv
 from tests.integration.conftest import start_broker, stop_broker
 from tests.integration.harness import Pipeline, wait_for

@@ -17,17 +17,17 @@ from kafka import KafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
-from connectors.email import samples
 from connectors.email.checkpoint import CheckpointStore, migrate_with_retry
 from connectors.email.imap import ImapConnector
 from connectors.email.parse import raw_ref
-from connectors.email.samples import wire
 from connectors.email.settings import EmailSettings
 from pipeline.broker import free_port, port_open
 from pipeline.errors import ConfigError
 from pipeline.publisher import Publisher
 from pipeline.schema import DeadLetter, derive_feedback_id
 from sinks.warehouse.db import make_engine
+from tests.bench import email_samples as samples
+from tests.bench.email_samples import wire
 from tests.conftest import require
 from tests.integration import dovecot as dv
 from tests.integration.harness import Pipeline, wait_for

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from connectors.email import samples
-from connectors.email.samples import wire
 from pipeline.schema import derive_feedback_id
+from tests.bench import email_samples as samples
+from tests.bench.email_samples import wire
 from tests.integration.harness import Pipeline, wait_for
 
 pytestmark = pytest.mark.integration

@@ -105,7 +105,7 @@ def test_erase_leaves_no_trace_of_the_customer(kind: str, tmp_path: Path) -> Non
 @pytest.mark.parametrize("kind", DIALECTS)
 def test_purge_removes_feedback_older_than_the_horizon(kind: str, tmp_path: Path) -> None:
     with fresh_engine(kind, tmp_path) as engine:
-        from sinks.warehouse.sample_data import enriched_sample
+        from tests.bench.warehouse_samples import enriched_sample
 
         start = datetime.now(UTC) - timedelta(days=500)
         items = enriched_sample(400, seed=5, start=start, days=500, customers=30)

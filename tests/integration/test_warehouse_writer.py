@@ -18,10 +18,10 @@ from sqlalchemy import Engine, text
 from pipeline.schema import CategoryTag, EnrichedFeedback, Sentiment
 from sinks.warehouse import bulk
 from sinks.warehouse.analytics import refresh_customer_refs
-from sinks.warehouse.bench_sink import write_one_at_a_time
 from sinks.warehouse.models import Feedback
-from sinks.warehouse.sample_data import enriched_sample
 from sinks.warehouse.writer import WarehouseWriter, feedback_columns
+from tests.bench.sink_stage import write_one_at_a_time
+from tests.bench.warehouse_samples import enriched_sample
 from tests.integration.warehouse_data import DIALECTS, fresh_engine
 
 pytestmark = pytest.mark.integration

@@ -16,8 +16,8 @@ from sqlalchemy import Engine, insert
 
 from pipeline.schema import EnrichedFeedback
 from sinks.warehouse.db import make_engine, migrate
-from sinks.warehouse.sample_data import enriched_sample
 from sinks.warehouse.writer import WarehouseWriter
+from tests.bench.warehouse_samples import enriched_sample
 from tests.conftest import require
 from tests.integration.conftest import PG_DSN, _pg_available
 

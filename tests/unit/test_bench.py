@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import bench
-from pipeline.bench import BenchContext, Pacer, Result, paced, percentile, split_batches
-from pipeline.bench_data import FRAGMENTS, event_payload, generate, stamp
-from pipeline.bench_rig import epoch, wait_count
 from pipeline.schema import FeedbackRecord, derive_feedback_id
+from tests.bench import core as bench
+from tests.bench.core import BenchContext, Pacer, Result, paced, percentile, split_batches
+from tests.bench.data import FRAGMENTS, event_payload, generate, stamp
+from tests.bench.rig import epoch, wait_count
 
 
 # -- percentiles -----------------------------------------------------------------------------------------

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from connectors.email import samples
 from connectors.email.ingest import Summary
 from connectors.email.mbox import count_messages, from_line_date, iter_messages
 from pipeline.errors import ConfigError
+from tests.bench import email_samples as samples
 
 
 def test_from_line_date() -> None:

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from connectors.email import samples
 from connectors.email.parse import Outcome, ParseOptions, parse_message, raw_ref
 from pipeline.schema import MAX_TEXT_CHARS, customer_ref, derive_feedback_id
+from tests.bench import email_samples as samples
 
 KEY = b"unit-test-key"
 OPTIONS = ParseOptions(customer_key=KEY, reply_languages=("en", "de"))

@@ -9,11 +9,11 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from connectors.http.app import HOT_PATHS, create_app
-from connectors.tickets.bench import SECRET, webhook_request
 from pipeline.broker import free_port
 from pipeline.config import HttpSettings
 from pipeline.errors import TransientError
 from pipeline.schema import FeedbackRecord
+from tests.bench.tickets_stage import SECRET, webhook_request
 
 
 class RecordingPublisher:

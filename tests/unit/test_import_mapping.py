@@ -137,8 +137,8 @@ def test_xlsx_dates_and_numbers_come_typed(tmp_path: Path) -> None:
 
 def test_rows_already_in_the_warehouse_are_duplicates(tmp_path: Path) -> None:
     from sinks.warehouse.db import make_engine, migrate
-    from sinks.warehouse.sample_data import enriched_sample
     from sinks.warehouse.writer import WarehouseWriter
+    from tests.bench.warehouse_samples import enriched_sample
 
     path = tmp_path / "again.csv"
     path.write_text("id,comment,score\n1,first,9\n2,second,3\n3,third,6\n")

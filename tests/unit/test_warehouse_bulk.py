@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import JSON, Boolean, Date, DateTime, Float, Integer, String, Uuid, create_engine
 
 from sinks.warehouse import bulk
-from sinks.warehouse.sample_data import enriched_sample
 from sinks.warehouse.writer import FEEDBACK_COLUMNS, category_columns, feedback_columns, feedback_row
+from tests.bench.warehouse_samples import enriched_sample
 
 SQLITE = create_engine("sqlite://").dialect
 T0 = datetime(2026, 3, 1, 9, 30, 0, tzinfo=UTC)

@@ -242,7 +242,7 @@ def test_observe_one_turns_enriched_records_into_observations_and_bad_ones_into_
 
 
 def test_the_signals_bench_measures_window_id_memory_against_a_set_of_strings() -> None:
-    from processors.signals.bench import window_ids
+    from tests.bench.signals_stage import window_ids
 
     [result] = window_ids(5_000, seed=1)
     assert result.baseline_name == "a set of the id strings" and result.unit == "bytes"

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 #: Modules holding ``@stage`` functions (each feature adds its own module here).
-STAGE_MODULES: list[str] = ["pipeline.bench_spine", "connectors.tickets.bench", "sinks.warehouse.bench_sink",
-                            "connectors.email.bench", "processors.bench",
-                            "processors.signals.bench"]
+STAGE_MODULES: list[str] = ["tests.bench.spine", "tests.bench.tickets_stage", "tests.bench.sink_stage",
+                            "tests.bench.email_stage", "tests.bench.enrichment_stage",
+                            "tests.bench.signals_stage"]
 
 T = TypeVar("T")
 

@@ -3,7 +3,7 @@
 All stages run the real components: an embedded Tansu broker on a free port, ``python -m pipeline
 process`` and ``python -m pipeline sink warehouse`` (and ``serve-http`` for the HTTP stage) as
 subprocesses on a unique topic prefix with a temporary SQLite warehouse. The baseline is a
-minimal faust agent (``python -m pipeline.bench_spine passthrough``) that consumes raw and
+minimal faust agent (``python -m tests.bench.spine passthrough``) that consumes raw and
 produces to another topic exactly as the processor does, only without enrichment.
 
 Stages: ``spine-passthrough`` (baseline), ``spine-raw`` (N records pushed straight into
@@ -19,7 +19,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from pipeline.bench import (
+from pipeline.publisher import Publisher
+from tests.bench.core import (
     BenchContext,
     Pacer,
     Result,
@@ -29,9 +30,8 @@ from pipeline.bench import (
     split_batches,
     stage,
 )
-from pipeline.bench_data import BenchRecord, event_payload, generate, stamp
-from pipeline.bench_rig import Rig, Window, epoch, wait_count, wait_until
-from pipeline.publisher import Publisher
+from tests.bench.data import BenchRecord, event_payload, generate, stamp
+from tests.bench.rig import Rig, Window, epoch, wait_count, wait_until
 
 TARGET_RATE = 2000.0  # records/s end to end into the warehouse (issue 2)
 TARGET_P99 = 2.0  # seconds at 500 records/s offered (issue 2)
@@ -106,7 +106,7 @@ def passthrough(ctx: BenchContext) -> list[Result]:
     names = worker_names("passthrough", r.processors)
     ports = [r.free_port() for _ in names]
     for name, port in zip(names, ports, strict=True):
-        r.spawn(name, ["-m", "pipeline.bench_spine", "passthrough"],
+        r.spawn(name, ["-m", "tests.bench.spine", "passthrough"],
                 r.env("pt.", FEEDBACK_PROCESSOR_METRICS_PORT=str(port), FEEDBACK_DATA_DIR=str(r.dir / name)))
     pub = Publisher(settings, client_id="feedback-bench-load", batch_size=262144, linger_ms=10)
 
@@ -339,4 +339,4 @@ if __name__ == "__main__":  # pragma: no cover - the baseline process
     if sys.argv[1:] == ["passthrough"]:
         passthrough_main()
     else:
-        sys.exit("usage: python -m pipeline.bench_spine passthrough")
+        sys.exit("usage: python -m tests.bench.spine passthrough")

@@ -12,7 +12,7 @@ its "detections" are mostly its false alarms.)
 It also measures the memory each open window spends on the ids it has counted (to count a
 re-delivered record once): bytes per id of :class:`~processors.signals.windows.SeenIds` against a
 set of the id strings, the structure it replaced, for the same ids in the same run.
-Deterministic (seeded); rerun with ``python -m processors.signals.bench [--quick]``.
+Deterministic (seeded); rerun with ``python -m tests.bench.signals_stage [--quick]``.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pipeline.bench import BenchContext, Result, machine, percentile, stage
-from processors.signals.detector import DetectorConfig, Entry, History, WindowStats, evaluate
+from sinks.alerts.detector import DetectorConfig, Entry, History, WindowStats, evaluate
+from tests.bench.core import BenchContext, Result, machine, percentile, stage
 
 STAGE = "signals"
 HOUR = 3600
@@ -223,7 +223,7 @@ def signals_stage(ctx: BenchContext) -> list[Result]:
 
 
 def main(argv: list[str]) -> None:
-    from pipeline.bench import markdown, meta_for
+    from tests.bench.core import markdown, meta_for
 
     ctx = BenchContext(quick="--quick" in argv)
     results = run(ctx, log=lambda m: print(m, file=sys.stderr))

@@ -1,7 +1,7 @@
 """Benchmark stage ``enrichment``: records/s of one core through :meth:`Enricher.enrich`.
 
 Measured in one process, one thread (so: per core), on the deterministic benchmark records of
-:mod:`pipeline.bench_data` where, deterministically, 5% of the texts also carry PII (an e-mail
+:mod:`tests.bench.data` where, deterministically, 5% of the texts also carry PII (an e-mail
 address, a phone number or a card number) and 5% are replaced by non-English feedback, so that
 redaction and language detection are exercised as in real traffic. The baseline, run on the same
 texts in the same run, is TextBlob alone: ``TextBlob(text).sentiment``, what the spine did.
@@ -14,8 +14,8 @@ import random
 import time
 from collections.abc import Callable, Sequence
 
-from pipeline.bench import BenchContext, Result, stage
 from pipeline.schema import FeedbackRecord
+from tests.bench.core import BenchContext, Result, stage
 
 TARGET_PER_CORE = 5000.0  # records/s (issue 5)
 _PII = [" Mail me at jane.doe@example.com.", " Call me on +44 20 7946 0958.",
@@ -26,7 +26,7 @@ _FOREIGN = ["Das Paket kam zu spät an und niemand hat geantwortet.", "La livrai
 
 
 def bench_records(n: int, seed: int) -> list[FeedbackRecord]:
-    from pipeline.bench_data import generate
+    from tests.bench.data import generate
 
     rng = random.Random(seed + 5)
     out = []

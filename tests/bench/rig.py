@@ -34,6 +34,9 @@ from pipeline.config import CommonSettings, load
 from pipeline.supervisor import _die_with_parent
 from pipeline.topics import Topics, ensure_topics
 
+#: The repository root (the folder holding ``tests/``), put on the children's ``PYTHONPATH``.
+REPO_ROOT = str(Path(__file__).resolve().parents[2])
+
 
 def epoch(value: datetime) -> float:
     """Unix time of a warehouse timestamp (SQLite hands back naive UTC datetimes)."""
@@ -195,7 +198,8 @@ class Rig:
 
     def spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:
         Path(env.get("FEEDBACK_DATA_DIR", self.dir)).mkdir(parents=True, exist_ok=True)
-        with open(self.dir / f"{name}.log", "ab") as out:
+        env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, (REPO_ROOT, env.get("PYTHONPATH"))))}
+        with open(self.dir / f"{name}.log", "ab") as out:  # REPO_ROOT: children may run tests.bench modules
             proc = subprocess.Popen([sys.executable, *args], env=env, stdout=out, stderr=subprocess.STDOUT,
                                     start_new_session=True, preexec_fn=_die_with_parent)
         self._register(name, proc)
@@ -254,8 +258,8 @@ class Rig:
 
     def ensure_pipeline(self, http: bool = False) -> None:
         """Start sink and processor (and the HTTP service) once; prove the path with a warm-up row."""
-        from pipeline.bench_data import generate, stamp
         from pipeline.publisher import Publisher
+        from tests.bench.data import generate, stamp
 
         if "processor" not in self.procs:
             self.topics("")

@@ -1,6 +1,6 @@
 """Benchmark stage ``email``: e-mail parsing speed and a full Dovecot -> warehouse run.
 
-* Parsing: the realistic corpus of :mod:`connectors.email.samples` (plain and HTML replies with
+* Parsing: the realistic corpus of :mod:`tests.bench.email_samples` (plain and HTML replies with
   quoted history and signatures, legacy charsets, base64/QP bodies, attachments, auto-replies and
   bounces) through :func:`~connectors.email.parse.parse_message`, in this one process, in CPU
   seconds (so: per core). Baseline in the same run: the bare standard library on the same bytes,
@@ -23,8 +23,8 @@ from typing import Any
 from sqlalchemy import text
 
 from connectors.email.parse import ParseOptions, parse_message
-from connectors.email.samples import corpus
-from pipeline.bench import BenchContext, Result, stage
+from tests.bench.core import BenchContext, Result, stage
+from tests.bench.email_samples import corpus
 
 TARGET_PARSE_RATE = 500.0  # messages per CPU-second (issue 3)
 LANGUAGES = ("en", "de", "fr", "es", "it", "nl")
@@ -83,10 +83,10 @@ def _dovecot() -> Any:
 
 
 def full_run(ctx: BenchContext) -> list[Result]:
-    from pipeline.bench_rig import wait_count, wait_until
-    from pipeline.bench_spine import rig
     from pipeline.broker import port_open
     from pipeline.publisher import Publisher
+    from tests.bench.rig import wait_count, wait_until
+    from tests.bench.spine import rig
 
     dv = _dovecot()
     if dv is None:
@@ -110,7 +110,7 @@ def full_run(ctx: BenchContext) -> list[Result]:
             return 0
 
     def last_written(domain: str) -> float:
-        from pipeline.bench_rig import epoch
+        from tests.bench.rig import epoch
 
         with r.engine.connect() as conn:
             value = conn.execute(text("SELECT max(written_at) FROM feedback WHERE source_ref LIKE :p"),

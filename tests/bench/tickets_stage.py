@@ -23,9 +23,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from pipeline import broker
-from pipeline.bench import BenchContext, Result, latency_results, stage
-from pipeline.bench_rig import wait_count, wait_until
-from pipeline.bench_spine import resource_results, rig
+from tests.bench.core import BenchContext, Result, latency_results, stage
+from tests.bench.rig import wait_count, wait_until
+from tests.bench.spine import resource_results, rig
 
 NAME = "tickets-webhook"
 TARGET = 1000.0  # deliveries/s accepted end to end with signature checking on (issue 4)

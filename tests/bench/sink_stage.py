@@ -1,6 +1,6 @@
 """Benchmark stage ``sink-write``: warehouse write throughput of the sink, bulk path vs one row at a time.
 
-The same deterministic enriched records (:func:`~sinks.warehouse.sample_data.enriched_sample`) are
+The same deterministic enriched records (:func:`~tests.bench.warehouse_samples.enriched_sample`) are
 written into a fresh SQLite file and a fresh PostgreSQL schema, twice each in the same run:
 
 - **bulk** (what the sink runs): :class:`~sinks.warehouse.writer.WarehouseWriter` batches of
@@ -29,14 +29,14 @@ from typing import Any
 
 from sqlalchemy import Engine, delete, event, insert, text
 
-from pipeline.bench import BenchContext, Result, stage
 from pipeline.schema import EnrichedFeedback
 from sinks.warehouse.analytics import refresh_customers
 from sinks.warehouse.db import make_engine, migrate
 from sinks.warehouse.enrichment import FeedbackAspect, aspect_rows
 from sinks.warehouse.models import FeedbackCategory
-from sinks.warehouse.sample_data import enriched_sample
 from sinks.warehouse.writer import WarehouseWriter, feedback_row
+from tests.bench.core import BenchContext, Result, stage
+from tests.bench.warehouse_samples import enriched_sample
 
 TARGETS = {"sqlite": 20_000.0, "postgresql": 10_000.0}
 BATCH = 1000

@@ -21,9 +21,9 @@ from typing import Any
 
 import psutil
 
-from pipeline.bench import machine
-from pipeline.bench_rig import Rig, epoch, wait_count
 from pipeline.errors import ConfigError
+from tests.bench.core import machine
+from tests.bench.rig import Rig, epoch, wait_count
 
 WRK_SCRIPT = r"""
 local texts = {

@@ -1,6 +1,6 @@
 """Deterministic enriched feedback for warehouse benchmarks, tests and report previews.
 
-Texts come from :mod:`pipeline.bench_data` (templates per category and mood); sentiment, categories,
+Texts come from :mod:`tests.bench.data` (templates per category and mood); sentiment, categories,
 aspects and NPS class are set as the processor would set them for that mood, so no processor runs.
 ``trend`` lets a caller skew the mood per day (e.g. delivery complaints rising in the last weeks).
 
@@ -14,8 +14,8 @@ import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from pipeline.bench_data import CSAT_RANGE, FRAGMENTS, NPS_RANGE, PRODUCTS, SOURCES
 from pipeline.schema import Aspect, CategoryTag, EnrichedFeedback, Sentiment, nps_class
+from tests.bench.data import CSAT_RANGE, FRAGMENTS, NPS_RANGE, PRODUCTS, SOURCES
 
 #: Polarity range per mood (what the analyzer would roughly give).
 POLARITY = {"negative": (-0.9, -0.15), "neutral": (-0.08, 0.08), "positive": (0.2, 0.9)}

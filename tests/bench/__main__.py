@@ -1,0 +1,5 @@
+"""``python -m tests.bench bench|loadtest``: see :mod:`tests.bench.cli`."""
+
+from tests.bench.cli import main
+
+main()
