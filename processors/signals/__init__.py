@@ -1,7 +1,7 @@
-"""Degrading signals: event-time windows per scope, the SPC detector and the alert lifecycle.
+"""Degrading signals: event-time windows per scope (the observation path of the alerts).
 
-``windows``, ``detector`` and ``lifecycle`` are pure (unit-tested without Kafka); ``agent`` wires
-the windows into the processor's faust app; the detector and lifecycle run in the alert sink
+``windows`` is pure (unit-tested without Kafka); ``agent`` wires the windows into the processor's
+faust app. The detector, the alert lifecycle and incidents belong to the alert sink
 (:mod:`sinks.alerts`), whose state lives in the warehouse.
 """
 

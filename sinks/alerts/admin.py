@@ -13,8 +13,8 @@ from typing import Any
 from sqlalchemy import Engine
 
 from pipeline.errors import ConfigError
-from processors.signals.lifecycle import AlertState
 from sinks.alerts import store
+from sinks.alerts.lifecycle import AlertState
 from sinks.alerts.store import migrate_with_retry
 
 

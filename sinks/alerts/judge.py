@@ -17,9 +17,10 @@ from sqlalchemy import Connection
 
 from pipeline.logging import get_logger
 from pipeline.schema import SignalWindow
-from processors.signals.detector import DAY, SIGNALS, WEEK, DetectorConfig, Entry, History, WindowStats, evaluate
-from processors.signals.lifecycle import event_id_for, step
 from sinks.alerts import store
+from sinks.alerts.cusum import judge_window
+from sinks.alerts.detector import DAY, WEEK, DetectorConfig, Entry, History, WindowStats
+from sinks.alerts.lifecycle import event_id_for, step
 
 log = get_logger(__name__)
 
@@ -88,7 +89,7 @@ class SignalJudge:
                 rows.append(store.window_row(w, now, {"_skipped": "out_of_order"}))
                 result.skipped += 1
                 continue
-            detections = {s: evaluate(s, stats, hist, self.cfg) for s in SIGNALS}
+            detections = judge_window(stats, hist, self.cfg)
             for signal, det in detections.items():
                 if det.value is not None:
                     result.values[(signal, w.scope_type, w.scope_value)] = det.value

@@ -17,8 +17,8 @@ from sqlalchemy import Connection, Table, and_, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
-from processors.signals.detector import Entry, WindowStats
-from processors.signals.lifecycle import ACTIVE, AlertState
+from sinks.alerts.detector import Entry, WindowStats
+from sinks.alerts.lifecycle import ACTIVE, AlertState
 from sinks.warehouse.alerts import AlertDeliveryRow, AlertHistoryRow, AlertRow, SignalWindowRow
 from sinks.warehouse.db import migrate
 

@@ -24,13 +24,13 @@ from sqlalchemy.exc import IntegrityError
 from pipeline.broker import free_port
 from pipeline.config import AlertSettings
 from pipeline.schema import SignalWindow
-from processors.signals.detector import DetectorConfig
-from processors.signals.lifecycle import AlertState, alert_id_for
 from processors.signals.windows import window_id
 from sinks.alerts import store
 from sinks.alerts.channels import EmailChannel, SlackChannel, WebhookChannel
+from sinks.alerts.detector import DetectorConfig
 from sinks.alerts.dispatch import Dispatcher
 from sinks.alerts.judge import SignalJudge
+from sinks.alerts.lifecycle import AlertState, alert_id_for
 from sinks.warehouse.alerts import AlertRow
 from sinks.warehouse.db import make_engine, migrate
 from tests.conftest import require

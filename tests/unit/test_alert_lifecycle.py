@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from processors.signals.detector import Detection
-from processors.signals.lifecycle import AlertState, alert_id_for, event_id_for, step, summarize
+from sinks.alerts.detector import Detection
 from sinks.alerts.dispatch import backoff, wants
+from sinks.alerts.lifecycle import AlertState, alert_id_for, event_id_for, step, summarize
 
 T0 = datetime(2026, 3, 10, tzinfo=UTC)
 HOUR = timedelta(hours=1)

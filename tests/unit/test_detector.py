@@ -15,7 +15,7 @@ from collections import Counter
 
 import pytest
 
-from processors.signals.detector import (
+from sinks.alerts.detector import (
     DAY,
     SIGNALS,
     DetectorConfig,

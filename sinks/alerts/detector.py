@@ -21,7 +21,8 @@ Each closed window of a scope is compared with that scope's own baseline:
   (``e = max(0, lambda z + (1 - lambda) e_prev)``, alarm above ``ewma * sqrt(lambda / (2 - lambda))``,
   widened for a rolling baseline whose error does not average out) for small persistent shifts.
   Only deteriorations alarm (negative share up; sentiment, NPS, CSAT down; volume up).
-* **Minimum sample** - a window with fewer than ``min_sample`` responses is never judged.
+* **Minimum sample** - a window with fewer than ``min_sample`` responses is never judged by these
+  charts; the count chart of :mod:`sinks.alerts.cusum` judges the negative share at any volume.
 """
 
 from __future__ import annotations
@@ -246,6 +247,13 @@ class Detection:
     baseline: str | None = None
     baseline_windows: int = 0
     sample_size: int = 0
+    # the count chart (:mod:`sinks.alerts.cusum`): its statistic, limit, baseline and the current run
+    cusum: float | None = None
+    cusum_limit: float | None = None
+    p0: float | None = None
+    run_start: float | None = None
+    run_n: int | None = None
+    run_neg: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k in self.__dataclass_fields__ if (v := getattr(self, k)) is not None}
@@ -271,6 +279,7 @@ class History:
         self.order: list[float] = []
         self._raw: dict[str, deque[float]] = {}
         self._ewma: dict[str, float] = {}
+        self._carry: dict[str, dict[str, Any]] = {}
         for e in entries:
             self.add(e)
 
@@ -286,6 +295,8 @@ class History:
                 self._raw.setdefault(signal, deque(maxlen=PHI_WINDOWS)).append(float(d["z_raw"]))
             if "ewma" in d:
                 self._ewma[signal] = float(d["ewma"])
+            if "cusum" in d:
+                self._carry[signal] = {k: d.get(k) for k in ("cusum", "run_start", "run_n", "run_neg")}
             slim[signal] = {"state": d.get("state")}  # all the baseline needs of older windows
         self.items[start] = Entry(entry.stats, slim)
         self.order.append(start)
@@ -303,6 +314,10 @@ class History:
     def raw_scores(self, signal: str) -> list[float]:
         """The latest in-control windows' unadjusted z-scores, oldest first (at most ``PHI_WINDOWS``)."""
         return list(self._raw.get(signal, ()))
+
+    def carry(self, signal: str) -> dict[str, Any]:
+        """The count chart's state after the latest window (empty before the first)."""
+        return self._carry.get(signal, {})
 
     def ewma(self, signal: str) -> float:
         """The EWMA the next window continues from (0 before the first judged window)."""

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 
 from pipeline.schema import Alert
-from processors.signals.detector import SIGNALS, Detection
+from sinks.alerts.detector import SIGNALS, Detection
 
 ALERT_NAMESPACE = uuid.UUID("3d6f3f0a-7c55-5b8e-9f61-0c4b2a1e8d37")
 ACTIVE = ("open", "acknowledged")
@@ -62,7 +62,8 @@ def scope_phrase(scope_type: str, scope_value: str) -> str:
 
 
 def summarize(signal: str, scope_type: str, scope_value: str, expected: float | None, observed: float | None,
-              n: int, window_start: datetime, resolved_after: int | None = None, persistent: bool = False) -> str:
+              n: int, window_start: datetime, resolved_after: int | None = None, persistent: bool = False,
+              since: datetime | None = None) -> str:
     """E.g. "Share of negative feedback in category delivery rose from 18% to 57% (n=212) in the
     window starting 2026-03-10 00:00 UTC"."""
     sig = SIGNALS[signal]
@@ -72,6 +73,9 @@ def summarize(signal: str, scope_type: str, scope_value: str, expected: float | 
         return (f"{sig.label} {where} is back in control for {resolved_after} windows: "
                 f"{fmt_value(signal, observed)} against a baseline of {fmt_value(signal, expected)} "
                 f"(n={n}) {when}")
+    if since is not None:  # the count chart: every response since the run began, not one window
+        return (f"{sig.label} {where} rose from {fmt_value(signal, expected)} usual to {fmt_value(signal, observed)} "
+                f"over {n:,} responses since {since:%a %Y-%m-%d %H:%M} UTC")
     if persistent:  # the EWMA chart: the recent windows together, not this one alone
         side = "above" if sig.direction > 0 else "below"
         return (f"{sig.label} {where} has stayed {side} its baseline of {fmt_value(signal, expected)} over recent "
@@ -142,8 +146,9 @@ def step(active: AlertState | None, det: Detection, scope_type: str, scope_value
         observed = det.value if det.value is not None else 0.0
         expected = det.expected if det.expected is not None else 0.0
         severity = det.severity or "warning"
+        since = datetime.fromtimestamp(det.run_start, UTC) if det.rule == "cusum" and det.run_start else None
         summary = summarize(det.signal, scope_type, scope_value, expected, observed, det.sample_size, window_start,
-                            persistent=det.rule == "ewma")
+                            persistent=det.rule == "ewma", since=since)
         if active is None:
             alert = AlertState(
                 alert_id=alert_id_for(det.signal, scope_type, scope_value, window_start), signal=det.signal,
