@@ -94,6 +94,10 @@ class RetentionLog(Base):
     at: Mapped[datetime] = mapped_column(TZ)
 
 
+#: The analysts' category-by-day index on ``feedback`` (revision 0006_analytics creates it).
+Index("ix_feedback_category_date", Feedback.primary_category, Feedback.event_date)
+
+
 def _count_if(condition: Any) -> Any:
     return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
