@@ -6,16 +6,68 @@ Every class validates at start-up; :func:`load` turns a validation failure into 
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
+import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pipeline.errors import ConfigError
 
 EMBEDDED_BROKER_PORT = 19092
+
+# -- one data location: FEEDBACK_DATA_DIR, else the location files `feedback up` writes, else ./data -----
+#: Written by ``feedback up`` in the folder it runs in; found from that folder and every folder below it.
+PROJECT_LOCATION_FILE = ".feedback.toml"
+
+
+def user_location_file() -> Path:
+    """``$XDG_CONFIG_HOME/feedback/location.toml`` (default ``~/.config``): the last ``feedback up``'s data."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "feedback" / "location.toml"
+
+
+def _read_location(path: Path) -> Path | None:
+    try:
+        value = tomllib.loads(path.read_text(encoding="utf-8")).get("data_dir")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    return Path(value) if isinstance(value, str) and value else None
+
+
+def find_data_dir(use_user_file: bool = True) -> tuple[Path, str]:
+    """The data directory when FEEDBACK_DATA_DIR is unset, and where that answer came from: the nearest
+    project file (this folder or a parent), then the user file (only when its folder exists), then ./data."""
+    cwd = Path.cwd()
+    for folder in (cwd, *cwd.parents):
+        candidate = folder / PROJECT_LOCATION_FILE
+        if candidate.is_file() and (found := _read_location(candidate)) is not None:
+            return found, str(candidate)
+    if use_user_file:
+        candidate = user_location_file()
+        found = _read_location(candidate)
+        if found is not None and found.is_dir():
+            return found, str(candidate)
+    return (cwd / "data").resolve(), "the default ./data"
+
+
+def write_data_location(data_dir: Path) -> list[Path]:
+    """Record ``data_dir`` in the project file (the current folder) and the user file; the files written."""
+    location = json.dumps(str(data_dir.resolve()))  # a JSON string is a valid TOML basic string
+    body = f"# written by `feedback up`: where this pipeline keeps its data\ndata_dir = {location}\n"
+    written = []
+    for path in (Path.cwd() / PROJECT_LOCATION_FILE, user_location_file()):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.is_file() or path.read_text(encoding="utf-8") != body:
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(body, encoding="utf-8")
+            tmp.replace(path)
+        written.append(path)
+    return written
 
 
 class CommonSettings(BaseSettings):
@@ -63,6 +115,24 @@ class CommonSettings(BaseSettings):
         description="Key of the customer_ref HMAC; unset: a random key kept in data_dir.",
     )
 
+    #: Whether an unset data_dir may come from the user location file (not for `feedback up`, which writes it).
+    reads_user_location: ClassVar[bool] = True
+    _data_dir_origin: str = PrivateAttr(default="FEEDBACK_DATA_DIR")
+
+    @model_validator(mode="after")
+    def _locate_data(self) -> Self:
+        """Resolve the data directory once, to an absolute path, never relative to a later folder."""
+        if "data_dir" in self.model_fields_set:
+            self.data_dir = self.data_dir.expanduser().resolve()
+        else:
+            self.data_dir, self._data_dir_origin = find_data_dir(self.reads_user_location)
+        return self
+
+    @property
+    def data_location(self) -> str:
+        """The data directory and where it was found, for messages."""
+        return f"{self.data_dir} (from {self._data_dir_origin})"
+
     @property
     def bootstrap(self) -> str:
         """The bootstrap servers every client uses (the embedded broker's when none is set)."""
@@ -84,11 +154,15 @@ class CommonSettings(BaseSettings):
             opts["ssl_cafile"] = str(self.kafka_ssl_cafile)
         return opts
 
-    def customer_key(self) -> bytes:
-        """The HMAC key for customer references; generated once and kept in ``data_dir``."""
+    def customer_key(self, create: bool = True) -> bytes:
+        """The HMAC key for customer references; generated once and kept in ``data_dir``. With
+        ``create=False`` (commands that must match existing references) a missing key is a ConfigError."""
         if self.customer_hash_key is not None:
             return self.customer_hash_key.get_secret_value().encode()
         path = self.data_dir / "customer_hash.key"
+        if not path.exists() and not create:
+            raise ConfigError(f"no customer-hash key in the data directory {self.data_location}: run this "
+                              "where `feedback up` ran, or set FEEDBACK_DATA_DIR (or FEEDBACK_CUSTOMER_HASH_KEY)")
         if not path.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
@@ -203,9 +277,23 @@ class SinkSettings(CommonSettings):
             return self.warehouse_url
         return f"sqlite:///{(self.data_dir / 'warehouse.db').resolve()}"
 
+    def existing_database_url(self) -> str:
+        """The warehouse URL for a command that reads: a SQLite file that is not there is a ConfigError
+        (exit 2), never created empty."""
+        url = self.database_url
+        path = Path(url.removeprefix("sqlite:///"))
+        if url.startswith("sqlite:///") and not path.is_file():
+            where = "FEEDBACK_WAREHOUSE_URL" if self.warehouse_url else f"the data directory {self.data_location}"
+            raise ConfigError(f"no warehouse at {path} ({where}): run this where `feedback up` ran, "
+                              "or set FEEDBACK_DATA_DIR / FEEDBACK_WAREHOUSE_URL")
+        return url
+
 
 class UpSettings(HttpSettings, ProcessorSettings, SinkSettings):
-    """Everything ``feedback up`` needs to supervise the whole pipeline on one machine."""
+    """Everything ``feedback up`` needs to supervise the whole pipeline on one machine. Its data directory
+    is FEEDBACK_DATA_DIR, else the nearest project file, else ./data: never the user file, which it writes."""
+
+    reads_user_location: ClassVar[bool] = False
 
 
 S = TypeVar("S", bound=BaseSettings)

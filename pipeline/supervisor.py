@@ -88,6 +88,7 @@ class Supervisor:
         signal.signal(signal.SIGINT, self._signal)
         signal.signal(signal.SIGTERM, self._signal)
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self._record_data_location()
         port = self.settings.embedded_broker_port
         if self.with_broker and broker.port_open("127.0.0.1", port):
             raise ConfigError(f"port {port} is in use: is another pipeline running? "
@@ -104,6 +105,17 @@ class Supervisor:
         finally:
             self.stop_all()
         return 0
+
+    def _record_data_location(self) -> None:
+        """Tell the other commands, run from any folder, where this pipeline keeps its data."""
+        from pipeline.config import write_data_location
+
+        try:
+            written = write_data_location(self.settings.data_dir)
+        except OSError as exc:  # a read-only home or folder: the commands then need FEEDBACK_DATA_DIR
+            log.warning("data location not recorded", data_dir=str(self.settings.data_dir), error=str(exc))
+            return
+        log.info("data location recorded", data_dir=str(self.settings.data_dir), files=[str(p) for p in written])
 
     def _migrate(self) -> None:
         """Bring the warehouse schema up once, before the sinks start: otherwise both sinks migrate a new

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import secrets
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -13,6 +14,17 @@ from rich.console import Console
 from pipeline.errors import ConfigError
 
 console = Console(stderr=True)
+
+
+def _customer_key(settings: Any, dry_run: bool) -> bytes:
+    """The pipeline's customer-hash key; a new one would hash the same customer to another reference,
+    which ``feedback erase`` would then miss. A dry run publishes nothing, so it may use a throwaway key."""
+    try:
+        return settings.customer_key(create=False)  # type: ignore[no-any-return]
+    except ConfigError:
+        if dry_run:
+            return secrets.token_bytes(32)
+        raise
 
 
 def import_command(
@@ -57,13 +69,14 @@ def import_command(
     spec = Mapping.load(mapping, columns=columns, dataset=dataset, source=source, date_format=date_format,
                         timezone=timezone)
     kind = detect_format(file, fmt)
+    key = _customer_key(settings, dry_run)
     publisher = None if dry_run else Publisher(settings, client_id="feedback-import")
     known = WarehouseIds(settings.database_url)
     columns_ui = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
         with Progress(*columns_ui, console=console, transient=as_json) as progress:
             task = progress.add_task(f"importing {file.name}", total=count_rows(file, kind, sheet))
-            summary = import_file(file, kind, spec, settings.customer_key(), publisher, known, sheet=sheet,
+            summary = import_file(file, kind, spec, key, publisher, known, sheet=sheet,
                                   chunk=settings.import_chunk_size, republish=republish,
                                   advance=lambda n: progress.advance(task, n))
     finally:

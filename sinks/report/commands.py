@@ -39,10 +39,7 @@ def report_command(
     settings = load(ReportSettings)
     _logging(settings, "report")
     start, end = _day(since, "--since"), _day(until, "--until") if until else None
-    url = settings.database_url
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        raise ConfigError(f"no warehouse at {url}: check FEEDBACK_WAREHOUSE_URL / FEEDBACK_DATA_DIR")
-    engine = make_engine(url)
+    engine = make_engine(settings.existing_database_url())  # never creates an empty warehouse
     try:
         from sqlalchemy import inspect
         from sqlalchemy.exc import OperationalError

@@ -75,15 +75,14 @@ def alerts(conn: Any, data: ReportData, tables: set[str]) -> None:
     """Alerts opened, acknowledged or resolved in the period, with their operators' notes."""
     if not {"alerts", "alert_history"} <= tables:
         return
-    from sinks.warehouse.alerts import AlertHistoryRow, AlertRow
-
-    A, H = AlertRow.__table__.c, AlertHistoryRow.__table__.c
+    alerts_table = Table("alerts", MetaData(), autoload_with=conn)  # reflected: the columns this warehouse has
+    A, H = alerts_table.c, Table("alert_history", MetaData(), autoload_with=conn).c
     data.alerts_available = True
 
     def within(col: Any) -> Any:
         return and_(col >= data.since, col < data.until)
 
-    rows = conn.execute(select(AlertRow.__table__).where(or_(
+    rows = conn.execute(select(alerts_table).where(or_(
         within(A.opened_at), within(A.acknowledged_at), within(A.resolved_at))).order_by(A.opened_at)).all()
     counts = {"opened": 0, "acknowledged": 0, "resolved": 0}
     for r in rows:

@@ -14,15 +14,11 @@ from pipeline.errors import ConfigError
 console = Console(stderr=True)
 
 
-def _engine(url: str) -> Any:
+def _engine(settings: Any) -> Any:
     """The warehouse, migrated; a SQLite file that is not there is a configuration error, not created."""
-    from pathlib import Path
-
     from sinks.warehouse.db import make_engine, migrate
 
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        raise ConfigError(f"no warehouse at {url}: check FEEDBACK_WAREHOUSE_URL / FEEDBACK_DATA_DIR")
-    engine = make_engine(url)
+    engine = make_engine(settings.existing_database_url())
     migrate(engine)
     return engine
 
@@ -58,7 +54,7 @@ def purge_command(
         raise ConfigError("--older-than: at least one day (1d)")
     settings = load(ReportSettings)
     _logging(settings, "purge")
-    engine = _engine(settings.database_url)
+    engine = _engine(settings)
     result = purge(engine, timedelta(seconds=seconds), actor=getpass.getuser(), dry_run=dry_run)
     _print(result.as_dict(), as_json)
 
@@ -72,6 +68,8 @@ def erase_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
 ) -> None:
     """Right to erasure: delete everything the warehouse holds about one customer; logged."""
+    from sqlalchemy import inspect
+
     from pipeline.cli import _logging
     from pipeline.config import ReportSettings, load
     from pipeline.schema import customer_ref as hash_ref
@@ -80,11 +78,27 @@ def erase_command(
     settings = load(ReportSettings)
     refs = list(customer_ref or [])
     if email:
-        key = settings.customer_key()
+        key = settings.customer_key(create=False)  # a new key would match none of the stored references
         refs += [hash_ref(e, key) for e in email]
     if not refs:
         raise ConfigError("name the customer: --customer-ref REF or --email ADDRESS")
     _logging(settings, "erase")
-    engine = _engine(settings.database_url)
-    result = erase(engine, refs, actor=getpass.getuser(), dry_run=dry_run)
-    _print(result.as_dict(), as_json)
+    engine = _engine(settings)
+    result = erase(engine, refs, actor=getpass.getuser(), dry_run=dry_run).as_dict()
+    result["covered"] = {
+        "warehouse": engine.url.render_as_string(hide_password=True),
+        "data_dir": settings.data_location,
+        "key": ("FEEDBACK_CUSTOMER_HASH_KEY" if settings.customer_hash_key is not None
+                else str(settings.data_dir / "customer_hash.key")) if email else None,
+        "customer_refs": len(set(refs)),
+        "tables": sorted(inspect(engine).get_table_names()),
+    }
+    engine.dispose()
+    _print(result, as_json)
+    if not as_json:
+        covered = result["covered"]
+        console.print(f"covered: warehouse {covered['warehouse']} ({len(covered['tables'])} tables searched), "
+                      f"{covered['customer_refs']} customer reference(s)"
+                      + (f" hashed with the key from {covered['key']}" if covered["key"] else "")
+                      + f"; data directory {covered['data_dir']}. Copies outside this warehouse (backups, "
+                      "exports, Kafka topics until their retention) are not covered.")
