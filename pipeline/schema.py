@@ -118,7 +118,7 @@ class FeedbackRecord(_Model):
         "with quoted replies and signature (bounded; attributes.original_truncated says when cut). "
         "For audit and re-processing from the raw topic; not a warehouse column.",
     )
-    language: Annotated[str, Field(pattern=r"^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})*$")] | None = None
+    language: Annotated[str, Field(max_length=35, pattern=r"^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})*$")] | None = None
     nps_score: Annotated[int, Field(ge=0, le=10)] | None = Field(default=None, description="NPS 0-10.")
     csat_score: Annotated[int, Field(ge=1, le=5)] | None = Field(default=None, description="CSAT 1-5.")
     stars: Annotated[int, Field(ge=1, le=5)] | None = Field(default=None, description="Star rating 1-5.")
@@ -136,15 +136,27 @@ class FeedbackRecord(_Model):
         default_factory=utcnow, description="When the pipeline received it."
     )
 
+    origin: Annotated[str, Field(max_length=100)] | None = Field(
+        default=None, description="Who delivered the record (e.g. 'event:<token name>'), set by the "
+        "pipeline's edge, never by a client; None means `source`. A stored record is updated only by "
+        "records of the same origin.")
+
     @field_validator("attributes")
     @classmethod
     def _small_attributes(cls, value: dict[str, Any]) -> dict[str, Any]:
         if len(value) > 50:
             raise ValueError("at most 50 attributes")
         for key, item in value.items():
-            if len(key) > 100 or (isinstance(item, str) and len(item) > 1000):
-                raise ValueError(f"attribute {key[:40]!r} is too long")
+            limit = TICKET_ATTRIBUTE_MAX_CHARS.get(key, 1000)
+            if len(key) > 100 or (isinstance(item, str) and len(item) > limit):
+                raise ValueError(f"attribute {key[:40]!r} is too long (at most {limit} characters)")
         return value
+
+    @model_validator(mode="after")
+    def _ticket_key_bound(self) -> FeedbackRecord:
+        if self.source == "ticket" and self.thread_ref and len(self.thread_ref) > MAX_TICKET_KEY_CHARS:
+            raise ValueError(f"a ticket record's thread_ref is at most {MAX_TICKET_KEY_CHARS} characters")
+        return self
 
     @model_validator(mode="after")
     def _identity(self) -> FeedbackRecord:
@@ -170,6 +182,11 @@ class FeedbackRecord(_Model):
 
 #: ``attributes.ticket_event`` of a ticket-state record (see :attr:`FeedbackRecord.is_ticket_state`).
 TICKET_STATE_EVENT = "state"
+#: Bounds of the attributes that become columns of the warehouse's ``tickets`` table (their widths).
+TICKET_ATTRIBUTE_MAX_CHARS = {"ticket_key": 100, "ticket_status": 100, "ticket_priority": 100,
+                              "ticket_group": 500, "ticket_type": 100, "csat_raw": 100}
+#: Bound of a ticket record's ``thread_ref`` (the ``tickets`` table's key).
+MAX_TICKET_KEY_CHARS = 300
 
 
 class Sentiment(_Model):
@@ -185,7 +202,8 @@ class Sentiment(_Model):
     label: SentimentLabelOrNone = Field(
         description="negative|neutral|positive from the analyzer's calibrated neutral band; "
         "not_assessed for text in a language the analyzer does not support.")
-    analyzer: str = Field(default="textblob", description="Analyzer that produced it (ensemble|textblob|vader).")
+    analyzer: str = Field(default="textblob", max_length=50,
+                          description="Analyzer that produced it (ensemble|textblob|vader).")
     score: float | None = Field(
         default=None, ge=-1.0, le=1.0,
         description="The analyzer's sentiment score in [-1, 1] (ensemble: P(positive) - P(negative)); "
@@ -284,7 +302,7 @@ class Alert(_Model):
 
     schema_version: Literal[1] = SCHEMA_VERSION
     alert_id: uuid.UUID
-    signal: ShortStr
+    signal: Annotated[str, Field(max_length=50)]
     scope_type: Literal["overall", "source", "category", "product", "channel"]
     scope_value: ShortStr
     status: Literal["open", "acknowledged", "resolved"]

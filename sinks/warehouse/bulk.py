@@ -425,11 +425,15 @@ def upsert_columns(conn: Connection, target: Table | Any, cols: Columns, stmt_fa
 
 
 def insert_new_columns(conn: Connection, target: Table | Any, cols: Columns, insert_stmt: Any,
-                       upsert_stmt: Any) -> bool:
+                       upsert_stmt: Any, keep: Callable[[], Sequence[int] | None] | None = None) -> bool:
     """Write the rows of ``cols`` into ``target``: first ``insert_stmt`` (an ``INSERT ... ON CONFLICT DO
     NOTHING``), then, only when it did not insert every row (some ids already existed, or the driver
     cannot tell), ``upsert_stmt`` (the ``INSERT ... ON CONFLICT DO UPDATE``) over all of them; on
     PostgreSQL both read one staging table. The result is the upsert's.
+
+    ``keep``, when given, is called before that upsert (after the insert) and may name the positions
+    of the rows to upsert (None: all of them); the others are left out of it (a row the caller refuses
+    to update).
 
     Returns True when this call inserted every row: none existed, committed or being written by
     another transaction (an ``ON CONFLICT`` insert waits for those), so nothing keyed by these ids can
@@ -441,15 +445,30 @@ def insert_new_columns(conn: Connection, target: Table | Any, cols: Columns, ins
     if not _use_copy(conn, n):
         if executemany_columns(conn, insert_stmt, cols) == n:
             return True
-        executemany_columns(conn, upsert_stmt, cols)
+        kept = keep() if keep is not None else None
+        executemany_columns(conn, upsert_stmt, cols if kept is None else take(cols, kept))
         return False
     source = _stage(conn, target, cols)
     columns = list(cols)
     inserted = conn.execute(insert_stmt.from_select(columns, source), execution_options=_ROWCOUNT).rowcount
     if conn.dialect.supports_sane_rowcount and inserted == n:
         return True
-    conn.execute(upsert_stmt.from_select(columns, source))
+    kept = keep() if keep is not None else None
+    if kept is None:
+        conn.execute(upsert_stmt.from_select(columns, source))
+    else:  # the staging table holds every row: fill it again with the kept ones
+        conn.exec_driver_sql(f"DELETE FROM {_quote(stage_name(target))}")
+        upsert_columns(conn, target, take(cols, kept), lambda: upsert_stmt)
     return False
+
+
+def take(cols: Columns, positions: Sequence[int]) -> dict[str, list[Any]]:
+    """The rows of ``cols`` at ``positions`` (a :class:`Bound` column stays one)."""
+    out: dict[str, list[Any]] = {}
+    for name, values in cols.items():
+        picked = [values[i] for i in positions]
+        out[name] = Bound(picked, [values.raw[i] for i in positions]) if type(values) is Bound else picked
+    return out
 
 
 def upsert(conn: Connection, target: Table | Any, rows: Sequence[dict[str, Any]],

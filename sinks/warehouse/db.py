@@ -23,12 +23,14 @@ SQLITE_WAL_AUTOCHECKPOINT = 10000
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, a busy timeout, enforced foreign keys, a 64 MiB page
-    cache and checkpoints every 10,000 WAL pages."""
+    """An engine for ``url`` whose errors never show statement parameters; SQLite gets WAL, a busy
+    timeout, enforced foreign keys, a 64 MiB page cache and checkpoints every 10,000 WAL pages."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     try:
-        engine = create_engine(url, pool_pre_ping=True, **kwargs)
+        # hide_parameters: an error never carries a statement's values (texts, customer references)
+        # into a log or a dead letter
+        engine = create_engine(url, pool_pre_ping=True, hide_parameters=True, **kwargs)
     except (ArgumentError, NoSuchModuleError) as exc:
         raise ConfigError(f"FEEDBACK_WAREHOUSE_URL: {exc}") from exc
     if engine.dialect.name == "sqlite":

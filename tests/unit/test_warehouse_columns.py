@@ -1,0 +1,128 @@
+"""Every string column of every warehouse table is at least as wide as the record field it stores.
+
+A record field longer than its column is a poison pill on PostgreSQL (``value too long``), so the
+bounds of :mod:`pipeline.schema` must follow the columns. A new string column must be declared here
+with the field it stores (or why no record field reaches it), or this test fails.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+from sqlalchemy import String, Text
+
+import sinks.warehouse
+from pipeline import schema
+from pipeline.schema import Alert, Aspect, CategoryTag, EnrichedFeedback, Sentiment, SignalWindow
+from sinks.warehouse.models import Base
+
+
+def _tables() -> dict[str, Any]:
+    for info in pkgutil.iter_modules(sinks.warehouse.__path__, "sinks.warehouse."):
+        if not info.name.endswith(".migrations"):
+            importlib.import_module(info.name)
+    return {t.name: t for t in Base.metadata.sorted_tables}
+
+
+def field_bound(model: type[BaseModel], name: str) -> int:
+    """The largest length ``model.name`` accepts: its max_length, or its longest Literal value."""
+    prop = model.model_json_schema(mode="validation")["properties"][name]
+    options = prop.get("anyOf", [prop])
+    bounds = []
+    for option in options:
+        if option.get("type") == "null":
+            continue
+        if "maxLength" in option:
+            bounds.append(option["maxLength"])
+        elif "enum" in option or "const" in option:
+            bounds.append(max(len(v) for v in option.get("enum", [option.get("const")])))
+        else:
+            raise AssertionError(f"{model.__name__}.{name} has no length bound")
+    return max(bounds)
+
+
+def field(model: type[BaseModel], name: str) -> Callable[[], int]:
+    return lambda: field_bound(model, name)
+
+
+def const(value: int) -> Callable[[], int]:
+    return lambda: value
+
+
+#: (table, column) -> the bound of what is written there, or a string: why no record field reaches it.
+STORED: dict[tuple[str, str], Callable[[], int] | str] = {
+    **{("feedback", c): field(EnrichedFeedback, c) for c in (
+        "source", "channel", "source_ref", "thread_ref", "customer_ref", "subject", "language", "nps_class",
+        "product", "detected_language", "origin")},
+    ("feedback", "sentiment_label"): field(Sentiment, "label"),
+    ("feedback", "sentiment_analyzer"): field(Sentiment, "analyzer"),
+    ("feedback", "primary_category"): field(CategoryTag, "name"),
+    ("feedback_categories", "category"): field(CategoryTag, "name"),
+    ("feedback_aspects", "category"): field(Aspect, "category"),
+    ("feedback_aspects", "sentiment_label"): field(Aspect, "label"),
+    ("customers", "customer_ref"): field(EnrichedFeedback, "customer_ref"),
+    ("tickets", "ticket_key"): const(schema.MAX_TICKET_KEY_CHARS),
+    ("tickets", "system"): "cut to the column's width by tickets.ticket_row (part of ticket_key)",
+    ("tickets", "ticket_id"): "cut to the column's width by tickets.ticket_row (part of ticket_key)",
+    ("tickets", "external_key"): const(schema.TICKET_ATTRIBUTE_MAX_CHARS["ticket_key"]),
+    ("tickets", "status"): const(schema.TICKET_ATTRIBUTE_MAX_CHARS["ticket_status"]),
+    ("tickets", "priority"): const(schema.TICKET_ATTRIBUTE_MAX_CHARS["ticket_priority"]),
+    ("tickets", "group_name"): const(schema.TICKET_ATTRIBUTE_MAX_CHARS["ticket_group"]),
+    ("tickets", "ticket_type"): const(schema.TICKET_ATTRIBUTE_MAX_CHARS["ticket_type"]),
+    ("tickets", "csat_raw"): const(schema.TICKET_ATTRIBUTE_MAX_CHARS["csat_raw"]),
+    ("tickets", "subject"): field(EnrichedFeedback, "subject"),
+    ("tickets", "customer_ref"): field(EnrichedFeedback, "customer_ref"),
+    ("tickets", "primary_category"): field(CategoryTag, "name"),
+    ("signal_windows", "scope_type"): field(SignalWindow, "scope_type"),
+    ("signal_windows", "scope_value"): field(SignalWindow, "scope_value"),
+    **{("alerts", c): field(Alert, c) for c in (
+        "signal", "scope_type", "scope_value", "status", "severity", "acknowledged_by")},
+    ("alerts", "resolved_by"): field(Alert, "acknowledged_by"),  # 'detector' or an operator, like acknowledged_by
+    ("alert_history", "actor"): field(Alert, "actor"),
+    ("alert_history", "action"): field(Alert, "event"),
+    ("alert_history", "status"): field(Alert, "status"),
+    ("alert_history", "severity"): field(Alert, "severity"),
+    ("alert_deliveries", "channel"): "a configured channel's name (alert sink settings), not a record field",
+    ("alert_deliveries", "event"): field(Alert, "event"),
+    ("alert_deliveries", "status"): "the alert sink's own delivery states",
+    ("retention_log", "action"): "the retention command's own action names",
+    ("retention_log", "criteria"): "written by the retention command from operator input it bounds",
+    ("retention_log", "actor"): "the operator running the retention command",
+}
+
+
+def string_columns() -> list[tuple[str, str, int]]:
+    return [(t.name, c.name, c.type.length) for t in _tables().values() for c in t.columns
+            if isinstance(c.type, String) and not isinstance(c.type, Text) and c.type.length]
+
+
+@pytest.mark.parametrize(("table", "column", "width"), string_columns(), ids=lambda v: str(v))
+def test_every_string_column_holds_its_field(table: str, column: str, width: int) -> None:
+    assert (table, column) in STORED, f"{table}.{column}: declare the record field it stores in STORED"
+    bound = STORED[(table, column)]
+    if isinstance(bound, str):
+        return  # documented: no record field reaches this column
+    assert bound() <= width, f"{table}.{column} is VARCHAR({width}) but its field accepts {bound()} characters"
+
+
+def test_the_declarations_name_only_real_columns() -> None:
+    real = {(t, c) for t, c, _ in string_columns()}
+    assert set(STORED) - real == set(), "STORED names columns that do not exist (or are not strings)"
+
+
+def test_ticket_attributes_over_their_column_are_refused() -> None:
+    status = "x" * (schema.TICKET_ATTRIBUTE_MAX_CHARS["ticket_status"] + 1)
+    with pytest.raises(ValueError, match="ticket_status"):
+        schema.FeedbackRecord(source="ticket", source_ref="z:1", text="t", attributes={"ticket_status": status})
+    with pytest.raises(ValueError, match="thread_ref"):
+        schema.FeedbackRecord(source="ticket", source_ref="z:2", text="t",
+                              thread_ref="zendesk:ticket:" + "9" * schema.MAX_TICKET_KEY_CHARS)
+    long_tag = "en-" + "-".join(["abcdefgh"] * 5)  # matches the language pattern, 47 characters
+    with pytest.raises(ValueError, match="35"):
+        schema.FeedbackRecord(source_ref="l:1", text="t", language=long_tag)
+
