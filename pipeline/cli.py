@@ -119,89 +119,9 @@ def sink_alerts() -> None:
     run(settings)
 
 
-alerts_app = typer.Typer(help="Degrading-signal alerts: list, acknowledge, resolve (kept as history).",
-                         no_args_is_help=True)
+from sinks.alerts.commands import alerts_app  # noqa: E402
+
 app.add_typer(alerts_app, name="alerts")
-
-
-def _alerts_engine() -> object:
-    from sinks.warehouse.db import make_engine
-
-    return make_engine(load(SinkSettings).existing_database_url())  # never creates an empty warehouse
-
-
-def _print_alert(a: object) -> None:
-    typer.echo(f"{a.alert_id}  {a.status}  {a.severity}  {a.summary}")  # type: ignore[attr-defined]
-
-
-@alerts_app.command("list")
-def alerts_list(
-    status: Annotated[str | None, typer.Option(help="open | acknowledged | resolved | active")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
-) -> None:
-    """List alerts, newest first."""
-    from rich.table import Table
-
-    from sinks.alerts import admin
-
-    alerts = admin.list_alerts(_alerts_engine(), status)  # type: ignore[arg-type]
-    if as_json:
-        for a in alerts:
-            typer.echo(a.to_alert().model_dump_json())
-        return
-    table = Table(show_lines=False)
-    for col in ("id", "status", "severity", "signal", "scope", "opened (window)", "summary"):
-        table.add_column(col, overflow="fold")
-    for a in alerts:
-        table.add_row(str(a.alert_id)[:8], a.status, a.severity, a.signal, f"{a.scope_type}={a.scope_value}",
-                      f"{a.first_window_start:%Y-%m-%d %H:%M}", a.summary)
-    Console().print(table)
-
-
-@alerts_app.command("ack")
-def alerts_ack(
-    alert_id: Annotated[str, typer.Argument(help="Alert id (or a unique prefix).")],
-    by: Annotated[str, typer.Option("--by", help="Who takes it on.")],
-    note: Annotated[str | None, typer.Option("--note", help="What is being done.")] = None,
-) -> None:
-    """Acknowledge an alert (it stays active and still resolves by itself)."""
-    from sinks.alerts import admin
-
-    _print_alert(admin.act(_alerts_engine(), alert_id, "acknowledged", by, note))  # type: ignore[arg-type]
-
-
-@alerts_app.command("resolve")
-def alerts_resolve(
-    alert_id: Annotated[str, typer.Argument(help="Alert id (or a unique prefix).")],
-    note: Annotated[str, typer.Option("--note", help="What was done (corrective action).")],
-    by: Annotated[str, typer.Option("--by", envvar="USER", help="Who resolved it.")] = "operator",
-) -> None:
-    """Resolve an alert by hand, recording the corrective action."""
-    from sinks.alerts import admin
-
-    _print_alert(admin.act(_alerts_engine(), alert_id, "resolved", by, note))  # type: ignore[arg-type]
-
-
-@alerts_app.command("note")
-def alerts_note(
-    alert_id: Annotated[str, typer.Argument(help="Alert id (or a unique prefix).")],
-    note: Annotated[str, typer.Option("--note")],
-    by: Annotated[str, typer.Option("--by", envvar="USER")] = "operator",
-) -> None:
-    """Add a note to an alert's history."""
-    from sinks.alerts import admin
-
-    _print_alert(admin.act(_alerts_engine(), alert_id, "note", by, note))  # type: ignore[arg-type]
-
-
-@alerts_app.command("history")
-def alerts_history(alert_id: Annotated[str, typer.Argument(help="Alert id (or a unique prefix).")]) -> None:
-    """Everything that happened to an alert: who, when, what."""
-    from sinks.alerts import admin
-
-    for h in admin.history(_alerts_engine(), alert_id):  # type: ignore[arg-type]
-        typer.echo(f"{h['at']:%Y-%m-%d %H:%M:%S}  {h['action']:<12} {h['actor']:<12} {h['status']:<12} "
-                   f"{h['note'] or h['summary']}")
 
 
 @connector_app.command("zendesk")

@@ -407,6 +407,8 @@ class AlertSettings(SignalSettings, SinkSettings):
     alert_retry_initial_seconds: float = Field(default=2.0, gt=0)
     alert_retry_max_seconds: float = Field(default=300.0, gt=0)
     alert_notify_updates: bool = Field(default=False, description="Also notify every 'updated' event.")
+    alert_notify_member_alerts: bool = Field(
+        default=False, description="Also send each member alert's events to people (not only incidents).")
     alert_link_url: str | None = Field(default=None, description="Dashboard link put in notifications.")
 
     @field_validator("alert_smtp_to", mode="before")

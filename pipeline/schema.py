@@ -326,6 +326,44 @@ class Alert(_Model):
     z_score: float | None = Field(default=None, description="Standardized deviation of the latest window.")
     acknowledged_at: UtcDatetime | None = None
     acknowledged_by: ShortStr | None = None
+    incident_id: uuid.UUID | None = Field(default=None, description="The incident this alert belongs to.")
+
+
+class Incident(_Model):
+    """One problem: the alerts that share a cause, its driver, its start in event time and examples.
+
+    Guarantees: ``incident_id`` is stable (a UUIDv5 of the alert that opened it, so a replay opens the
+    same incident); ``alerts`` lists every member alert id; ``explained_share`` is the share of the
+    rise in negative responses overall that the driver scope accounts for (None when not measurable);
+    ``examples`` are redacted texts from the out-of-control period of the driver scope.
+    """
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    incident_id: uuid.UUID
+    kind: Literal["signal", "emerging_theme"] = "signal"
+    status: Literal["open", "acknowledged", "resolved"]
+    severity: Literal["info", "warning", "critical"]
+    driver_scope_type: ShortStr
+    driver_scope_value: ShortStr
+    signals: list[ShortStr] = Field(default_factory=list)
+    explained_share: float | None = Field(default=None, ge=0, le=1)
+    started_at: UtcDatetime
+    opened_at: UtcDatetime
+    updated_at: UtcDatetime | None = None
+    resolved_at: UtcDatetime | None = None
+    acknowledged_at: UtcDatetime | None = None
+    acknowledged_by: ShortStr | None = None
+    observed: float | None = None
+    expected: float | None = None
+    sample_size: int | None = Field(default=None, ge=0, description="Responses of the driver since started_at.")
+    summary: Annotated[str, Field(max_length=4000)]
+    alerts: list[uuid.UUID] = Field(default_factory=list)
+    examples: list[Annotated[str, Field(max_length=1000)]] = Field(default_factory=list)
+    event: Literal["opened", "updated", "escalated", "acknowledged", "resolved", "note", "test"] | None = None
+    event_id: uuid.UUID | None = None
+    event_at: UtcDatetime | None = None
+    actor: ShortStr | None = None
+    note: Annotated[str, Field(max_length=2000)] | None = None
 
 
 class SignalWindow(_Model):

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import httpx
 
 from pipeline.config import AlertSettings
-from pipeline.schema import Alert
+from pipeline.schema import Alert, Incident
 from pipeline.topics import Topics
 
 USER_AGENT = "feedback-pipeline-alerts/1"
@@ -45,7 +45,34 @@ class Channel(Protocol):
 
     def deliver(self, alert: Alert) -> None: ...
 
+    def deliver_incident(self, incident: Incident) -> None: ...
+
     def close(self) -> None: ...
+
+
+def incident_title(inc: Incident) -> str:
+    where = f"{inc.driver_scope_type}={inc.driver_scope_value}"
+    kind = "emerging theme" if inc.kind == "emerging_theme" else "incident"
+    return f"[{inc.event or inc.status}] {inc.severity.upper()} {kind} {where}"
+
+
+def incident_lines(inc: Incident) -> list[str]:
+    """The incident in words, for people: summary, what is involved, examples, and how to act."""
+    lines = [inc.summary, "",
+             f"incident: {inc.incident_id} ({inc.status}, {inc.severity})",
+             f"driver:   {inc.driver_scope_type} {inc.driver_scope_value}"
+             + (f" ({inc.explained_share:.0%} of the rise overall)" if inc.explained_share is not None else ""),
+             f"signals:  {', '.join(inc.signals) or '-'}; {len(inc.alerts)} alert(s)",
+             f"started:  {inc.started_at:%Y-%m-%d %H:%M} UTC (event time)"]
+    if inc.actor and inc.actor != "detector":
+        lines.append(f"by:       {inc.actor}")
+    if inc.note:
+        lines.append(f"note:     {inc.note}")
+    if inc.examples:
+        lines += ["", "What customers said:"] + [f"  - {e}" for e in inc.examples]
+    lines += ["", "Acknowledge:  feedback alerts ack " + str(inc.incident_id) + " --by NAME --note TEXT",
+              "Resolve:      feedback alerts resolve " + str(inc.incident_id) + " --note TEXT"]
+    return lines
 
 
 def title(alert: Alert) -> str:
@@ -107,6 +134,13 @@ class KafkaChannel:
         except Exception as exc:  # the broker is away: retried
             raise DeliveryError(f"broker: {exc}") from exc
 
+    def deliver_incident(self, incident: Incident) -> None:
+        try:
+            self.publisher.publish_bytes(self.topic, [(str(incident.incident_id).encode(),
+                                                       incident.model_dump_json().encode())])
+        except Exception as exc:  # the broker is away: retried
+            raise DeliveryError(f"broker: {exc}") from exc
+
     def close(self) -> None:
         self.publisher.close()
 
@@ -143,6 +177,29 @@ class SlackChannel:
         _post(self.client, self.url, json.dumps(self.payload(alert)).encode(),
               {"Content-Type": "application/json", "Idempotency-Key": str(alert.event_id)})
 
+    def incident_payload(self, inc: Incident) -> dict[str, Any]:
+        icon = _ICON.get(inc.event or "", ":bell:")
+        head = f"{icon} *{self._escape(incident_title(inc))}*\n{self._escape(inc.summary)}"
+        blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": head[:2900]}}]
+        if inc.examples:
+            quoted = "\n".join("> " + self._escape(e[:300]) for e in inc.examples)
+            blocks.append({"type": "section", "text": {"type": "mrkdwn",
+                                                       "text": f"*What customers said*\n{quoted}"[:2900]}})
+        detail = (f"incident `{inc.incident_id}` · signals {', '.join(inc.signals)} · {len(inc.alerts)} alert(s)"
+                  f" · started {inc.started_at:%a %d %b %H:%M} UTC"
+                  + (f" · by {self._escape(inc.actor)}" if inc.actor and inc.actor != "detector" else "")
+                  + (f" · note: {self._escape(inc.note)}" if inc.note else ""))
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": detail[:2900]}]})
+        actions = (f"`feedback alerts ack {inc.incident_id}` · `feedback alerts resolve {inc.incident_id}`")
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": actions}]})
+        if self.link:
+            blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"<{self.link}|dashboard>"}]})
+        return {"text": f"{incident_title(inc)}: {inc.summary}"[:3000], "blocks": blocks}
+
+    def deliver_incident(self, incident: Incident) -> None:
+        _post(self.client, self.url, json.dumps(self.incident_payload(incident)).encode(),
+              {"Content-Type": "application/json", "Idempotency-Key": str(incident.event_id)})
+
     def close(self) -> None:
         self.client.close()
 
@@ -166,6 +223,16 @@ class WebhookChannel:
                            "alert": json.loads(alert.model_dump_json())}, sort_keys=True).encode()
         headers = {"Content-Type": "application/json", "Idempotency-Key": str(alert.event_id),
                    "X-Feedback-Event-Id": str(alert.event_id), "X-Feedback-Event": alert.event or ""}
+        if self.secret:
+            headers["X-Feedback-Signature"] = "sha256=" + hmac.new(self.secret, body, hashlib.sha256).hexdigest()
+        _post(self.client, self.url, body, headers)
+
+    def deliver_incident(self, incident: Incident) -> None:
+        """``{"event", "event_id", "incident": {...}}``, with the same headers as an alert event."""
+        body = json.dumps({"event": incident.event, "event_id": str(incident.event_id),
+                           "incident": json.loads(incident.model_dump_json())}, sort_keys=True).encode()
+        headers = {"Content-Type": "application/json", "Idempotency-Key": str(incident.event_id),
+                   "X-Feedback-Event-Id": str(incident.event_id), "X-Feedback-Event": incident.event or ""}
         if self.secret:
             headers["X-Feedback-Signature"] = "sha256=" + hmac.new(self.secret, body, hashlib.sha256).hexdigest()
         _post(self.client, self.url, body, headers)
@@ -196,7 +263,25 @@ class EmailChannel:
         msg.set_content(body_text(alert, self.s.alert_link_url))
         return msg
 
+    def incident_message(self, inc: Incident) -> EmailMessage:
+        msg = EmailMessage()
+        msg["Subject"] = f"[feedback] {incident_title(inc)}"
+        msg["From"] = self.s.alert_smtp_from
+        msg["To"] = ", ".join(self.s.alert_smtp_to)
+        msg["Date"] = formatdate(usegmt=True)
+        msg["Message-ID"] = f"<{inc.event_id}@feedback-pipeline>"
+        msg["X-Feedback-Incident-Id"] = str(inc.incident_id)
+        lines = incident_lines(inc) + ([f"Dashboard:    {self.s.alert_link_url}"] if self.s.alert_link_url else [])
+        msg.set_content("\n".join(lines))
+        return msg
+
     def deliver(self, alert: Alert) -> None:
+        self._send(self.message(alert))
+
+    def deliver_incident(self, incident: Incident) -> None:
+        self._send(self.incident_message(incident))
+
+    def _send(self, message: EmailMessage) -> None:
         s = self.s
         host, port, timeout = s.alert_smtp_host or "", s.alert_smtp_port, s.alert_smtp_timeout_seconds
         try:
@@ -212,7 +297,7 @@ class EmailChannel:
                 if s.alert_smtp_username:
                     password = s.alert_smtp_password.get_secret_value() if s.alert_smtp_password else ""
                     smtp.login(s.alert_smtp_username, password)
-                smtp.send_message(self.message(alert))
+                smtp.send_message(message)
         except smtplib.SMTPAuthenticationError as exc:  # a setting to fix: keep the mail and retry
             raise DeliveryError(f"SMTP login refused: {exc.smtp_code}") from exc
         except smtplib.SMTPResponseException as exc:

@@ -72,7 +72,8 @@ class AlertSink:
         channels = self.channels if self.channels is not None else channels_from(self.settings)
         s = self.settings
         self.dispatcher = Dispatcher(self.engine, channels, retry_initial=s.alert_retry_initial_seconds,
-                                     retry_max=s.alert_retry_max_seconds, notify_updates=s.alert_notify_updates)
+                                     retry_max=s.alert_retry_max_seconds, notify_updates=s.alert_notify_updates,
+                                     notify_alerts=s.alert_notify_member_alerts)
         self.dispatcher.start()
         self._consumer = self._connect()
         guard = RecreatedTopicGuard(s, self._consumer, [self.topics.signals])

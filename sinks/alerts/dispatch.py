@@ -1,7 +1,9 @@
 """Getting alert events out: the outbox pump, one delivery worker per channel, and the alert gauges.
 
-Every alert event is first a row in ``alert_history`` (written with the verdict, or by the CLI).
-The **pump** turns each new history row into one outbox row per interested channel
+Every alert event is first a row in ``alert_history``, every incident event a row in
+``incident_history`` (written with the verdict, or by the CLI). The **pump** turns each new
+history row into one outbox row per interested channel (the alerts topic gets every alert and
+incident event; Slack, the webhook and e-mail get incident events, once per state change)
 (``alert_deliveries``, primary key (event id, channel), so doing it twice changes nothing). Each
 channel then has its own **worker** thread that delivers its rows in order, retrying with
 exponential backoff (capped, honouring ``Retry-After``) until the receiver takes them.
@@ -25,8 +27,8 @@ from sqlalchemy.exc import DBAPIError
 
 from pipeline import metrics
 from pipeline.logging import get_logger
-from pipeline.schema import Alert
-from sinks.alerts import store
+from pipeline.schema import Alert, Incident
+from sinks.alerts import incidents, store
 from sinks.alerts.channels import Channel, DeliveryError
 
 log = get_logger(__name__)
@@ -44,9 +46,12 @@ def backoff(attempts: int, initial: float, cap: float, retry_after: float | None
     return delay
 
 
-def wants(channel: str, event: str, notify_updates: bool) -> bool:
+def wants(channel: str, event: str, notify_updates: bool, kind: str = "incident", notify_alerts: bool = False) -> bool:
+    """Whether ``channel`` gets this event: the alerts topic gets every one; people get incidents."""
     if channel == "kafka":
         return True
+    if kind == "alert" and not notify_alerts:
+        return False  # member alerts reach people through their incident
     return event in NOTIFY_EVENTS or (notify_updates and event == "updated")
 
 
@@ -54,12 +59,14 @@ class Dispatcher:
     """Runs the pump and the channel workers as daemon threads until :meth:`stop`."""
 
     def __init__(self, engine: Engine, channels: list[Channel], retry_initial: float = 2.0,
-                 retry_max: float = 300.0, notify_updates: bool = False, poll: float = 0.5) -> None:
+                 retry_max: float = 300.0, notify_updates: bool = False, poll: float = 0.5,
+                 notify_alerts: bool = False) -> None:
         self.engine = engine
         self.channels = channels
         self.retry_initial = retry_initial
         self.retry_max = retry_max
         self.notify_updates = notify_updates
+        self.notify_alerts = notify_alerts
         self.poll = poll
         self._stop = threading.Event()
         self._wake = {c.name: threading.Event() for c in channels}
@@ -101,11 +108,17 @@ class Dispatcher:
                 alert = ev.alert.to_alert(event=ev.action, event_id=ev.history_id, event_at=ev.at, actor=ev.actor,
                                           note=ev.note)
                 payload = alert.model_dump(mode="json")
-                store.enqueue(conn, ev, payload, [n for n in names if wants(n, ev.action, self.notify_updates)], now)
-        if events:
+                store.enqueue(conn, ev, payload, [n for n in names if wants(
+                    n, ev.action, self.notify_updates, "alert", self.notify_alerts)], now)
+            incident_events = incidents.pending_events(conn)
+            for row, inc in incident_events:
+                store.enqueue_incident(conn, row.history_id, inc, [n for n in names if wants(
+                    n, row.action, self.notify_updates)], now)
+                incidents.mark_notified(conn, row.history_id)
+        if events or incident_events:
             for wake in self._wake.values():
                 wake.set()
-        return len(events)
+        return len(events) + len(incident_events)
 
     def refresh_gauges(self) -> None:
         with self.engine.connect() as conn:
@@ -158,9 +171,13 @@ class Dispatcher:
             due = store.utc(row.next_attempt_at)
             if due is not None and due > now:
                 return (due - now).total_seconds()
-            alert = Alert.model_validate(row.payload)
+            item: Alert | Incident = (Incident.model_validate(row.payload) if "alert_id" not in row.payload
+                                      else Alert.model_validate(row.payload))
             try:
-                channel.deliver(alert)
+                if isinstance(item, Incident):
+                    channel.deliver_incident(item)
+                else:
+                    channel.deliver(item)
             except DeliveryError as exc:
                 now = datetime.now(UTC)
                 attempts = row.attempts + 1
@@ -182,7 +199,7 @@ class Dispatcher:
             with self.engine.begin() as conn:
                 store.mark_delivery(conn, row.event_id, channel.name, "delivered", datetime.now(UTC))
             metrics.ALERT_DELIVERIES.labels(channel.name, "delivered").inc()
-            log.info("alert delivered", channel=channel.name, alert_event=alert.event, alert_id=str(alert.alert_id))
+            log.info("alert delivered", channel=channel.name, alert_event=item.event, id=str(row.alert_id))
         return 0.0 if rows else None
 
     def _channel_loop(self, channel: Channel) -> None:

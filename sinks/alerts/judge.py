@@ -10,17 +10,17 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection
 
 from pipeline.logging import get_logger
 from pipeline.schema import SignalWindow
-from sinks.alerts import store
+from sinks.alerts import incidents, store
 from sinks.alerts.cusum import judge_window
-from sinks.alerts.detector import DAY, WEEK, DetectorConfig, Entry, History, WindowStats
-from sinks.alerts.lifecycle import event_id_for, step
+from sinks.alerts.detector import DAY, WEEK, Detection, DetectorConfig, Entry, History, WindowStats
+from sinks.alerts.lifecycle import AlertState, event_id_for, step
 
 log = get_logger(__name__)
 
@@ -78,6 +78,7 @@ class SignalJudge:
         known = store.existing_windows(conn, [w.window_id for w in ordered])
         active = store.all_active_alerts(conn)
         rows: list[dict[str, Any]] = []
+        changes: list[tuple[str, AlertState, Detection, SignalWindow]] = []
         for w in ordered:
             if w.window_id in known:  # the first emission of a window wins
                 result.skipped += 1
@@ -90,31 +91,51 @@ class SignalJudge:
                 result.skipped += 1
                 continue
             detections = judge_window(stats, hist, self.cfg)
-            for signal, det in detections.items():
-                if det.value is not None:
-                    result.values[(signal, w.scope_type, w.scope_value)] = det.value
-                key = (signal, w.scope_type, w.scope_value)
-                t = step(active.get(key), det, w.scope_type, w.scope_value, w.window_start, w.window_end, now,
-                         self.resolve_after)
-                if not t.changed or t.alert is None:
-                    continue
-                if not store.save_alert(conn, t.alert, t.event):
-                    active.pop(key, None)  # resolved by an operator meanwhile, or opened by an earlier run
-                    continue
-                active[key] = t.alert
-                if t.event is not None:
-                    hid = event_id_for(t.alert.alert_id, t.event, w.window_start)
-                    store.add_history(conn, hid, t.alert, t.event, "detector", now)
-                    result.events.append((signal, t.event))
-                    log.info("alert " + t.event, alert_id=str(t.alert.alert_id), signal=signal,
-                             scope=f"{w.scope_type}={w.scope_value}", summary=t.alert.summary)
+            for det in detections.values():
+                self._step(conn, w, det, active, result, changes, now)
             verdict = {s: d.to_dict() for s, d in detections.items()}
             rows.append(store.window_row(w, now, verdict))
             hist.add(Entry(stats, verdict))
             hist.trim(stats.start - self.lookback(w.window_seconds).total_seconds())
             result.windows += 1
         store.insert_windows(conn, rows)
+        self._incidents(conn, changes, now)
         return result
+
+    def _step(self, conn: Connection, w: SignalWindow, det: Detection, active: dict[tuple[str, str, str], AlertState],
+              result: JudgeResult, changes: list[tuple[str, AlertState, Detection, SignalWindow]],
+              now: datetime) -> None:
+        """Run one signal's verdict through the alert lifecycle and record what changed."""
+        signal = det.signal
+        if det.value is not None:
+            result.values[(signal, w.scope_type, w.scope_value)] = det.value
+        key = (signal, w.scope_type, w.scope_value)
+        t = step(active.get(key), det, w.scope_type, w.scope_value, w.window_start, w.window_end, now,
+                 self.resolve_after)
+        if not t.changed or t.alert is None:
+            return
+        if not store.save_alert(conn, t.alert, t.event):
+            active.pop(key, None)  # resolved by an operator meanwhile, or opened by an earlier run
+            return
+        active[key] = t.alert
+        if t.event is not None:
+            hid = event_id_for(t.alert.alert_id, t.event, w.window_start)
+            store.add_history(conn, hid, t.alert, t.event, "detector", now)
+            result.events.append((signal, t.event))
+            changes.append((t.event, t.alert, det, w))
+            log.info("alert " + t.event, alert_id=str(t.alert.alert_id), signal=signal,
+                     scope=f"{w.scope_type}={w.scope_value}", summary=t.alert.summary)
+
+    @staticmethod
+    def _incidents(conn: Connection, changes: list[tuple[str, AlertState, Detection, SignalWindow]],
+                   now: datetime) -> None:
+        """Group the batch's alert changes into incidents, in event-time order (after the windows are stored)."""
+        for event, alert, det, w in changes:
+            if event == "opened":
+                started = datetime.fromtimestamp(det.run_start, UTC) if det.run_start else w.window_start
+                incidents.attach(conn, incidents.Opened(alert, min(started, w.window_start), w.window_seconds), now)
+            elif event in ("resolved", "escalated"):
+                incidents.settle(conn, [alert.alert_id], now)
 
 
 def config_from(settings: Any) -> DetectorConfig:

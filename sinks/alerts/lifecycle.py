@@ -110,6 +110,7 @@ class AlertState:
     in_control_streak: int = 0
     acknowledged_at: datetime | None = None
     acknowledged_by: str | None = None
+    incident_id: uuid.UUID | None = None
 
     @property
     def active(self) -> bool:
@@ -125,6 +126,7 @@ class AlertState:
             summary=self.summary[:2000], event=event, event_id=event_id, event_at=event_at,  # type: ignore[arg-type]
             actor=actor, note=note, first_window_start=self.first_window_start, sample_size=self.sample_size,
             z_score=self.z_score, acknowledged_at=self.acknowledged_at, acknowledged_by=self.acknowledged_by,
+            incident_id=self.incident_id,
         )
 
 

@@ -104,7 +104,8 @@ def _state(r: Any) -> AlertState:
         observed=r.observed, expected=r.expected, sample_size=r.sample_size, z_score=r.z_score,
         opened_at=utc(r.opened_at), updated_at=utc(r.updated_at), summary=r.summary,  # type: ignore[arg-type]
         resolved_at=utc(r.resolved_at), in_control_streak=r.in_control_streak,
-        acknowledged_at=utc(r.acknowledged_at), acknowledged_by=r.acknowledged_by)
+        acknowledged_at=utc(r.acknowledged_at), acknowledged_by=r.acknowledged_by,
+        incident_id=getattr(r, "incident_id", None))
 
 
 def all_active_alerts(conn: Connection) -> dict[tuple[str, str, str], AlertState]:
@@ -218,6 +219,18 @@ def enqueue(conn: Connection, event: PendingEvent, payload: dict[str, Any], chan
     if rows:
         _insert_ignore(conn, D, rows)
     conn.execute(update(H).where(H.c.history_id == event.history_id).values(notified=True))
+
+
+def enqueue_incident(conn: Connection, history_id: uuid.UUID, incident: Any, channels: Iterable[str],
+                     now: datetime) -> None:
+    """Outbox rows of one incident event (``alert_id`` holds the incident id; the payload is the incident)."""
+    payload = incident.model_dump(mode="json")
+    rows = [{"event_id": history_id, "channel": ch, "alert_id": incident.incident_id, "event": incident.event,
+             "event_at": incident.event_at or now, "window_start": None, "payload": payload, "status": "pending",
+             "attempts": 0, "next_attempt_at": now, "last_error": None, "created_at": now, "delivered_at": None}
+            for ch in channels]
+    if rows:
+        _insert_ignore(conn, D, rows)
 
 
 def pending_deliveries(conn: Connection, channel: str, limit: int = 50) -> list[Any]:

@@ -1,7 +1,7 @@
 """Warehouse tables of the degrading signals: closed windows, alerts, their history, and the outbox.
 
 Columns mirror :class:`pipeline.schema.SignalWindow` and :class:`pipeline.schema.Alert`.
-Migration: ``migrations/versions/0005_signals_alerts.py``.
+Migrations: ``migrations/versions/0005_signals_alerts.py``, ``0008_incidents.py`` (incidents).
 """
 
 from __future__ import annotations
@@ -86,11 +86,68 @@ class AlertRow(Base):
     resolved_by: Mapped[str | None] = mapped_column(String(500))
     in_control_streak: Mapped[int] = mapped_column(Integer)
     summary: Mapped[str] = mapped_column(Text)
+    # -- incidents (revision 0008_incidents; NULL for alerts opened before it) --------------------------
+    incident_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
 
     __table_args__ = (
         Index("ux_alerts_active_scope", "signal", "scope_type", "scope_value", unique=True,
               sqlite_where=text(ACTIVE_WHERE), postgresql_where=text(ACTIVE_WHERE)),
         Index("ix_alerts_status_opened", "status", "opened_at"),
+    )
+
+
+class IncidentRow(Base):
+    """One problem: the alerts sharing a cause (``alerts.incident_id``), its driver scope and examples.
+
+    Guarantees: ``incident_id`` is a UUIDv5 of the alert that opened it (a replay opens the same
+    incident); resolved only when every member alert is resolved, or by an operator.
+    """
+
+    __tablename__ = "incidents"
+
+    incident_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    severity: Mapped[str] = mapped_column(String(16))
+    driver_scope_type: Mapped[str] = mapped_column(String(16))
+    driver_scope_value: Mapped[str] = mapped_column(String(500))
+    signals: Mapped[list[str]] = mapped_column(JSON)
+    explained_share: Mapped[float | None] = mapped_column(Float)
+    started_at: Mapped[datetime] = mapped_column(TZ)
+    opened_at: Mapped[datetime] = mapped_column(TZ)
+    updated_at: Mapped[datetime] = mapped_column(TZ)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(TZ)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(500))
+    resolved_at: Mapped[datetime | None] = mapped_column(TZ)
+    resolved_by: Mapped[str | None] = mapped_column(String(500))
+    observed: Mapped[float | None] = mapped_column(Float)
+    expected: Mapped[float | None] = mapped_column(Float)
+    sample_size: Mapped[int | None] = mapped_column(Integer)
+    summary: Mapped[str] = mapped_column(Text)
+    examples: Mapped[list[str]] = mapped_column(JSON)
+
+    __table_args__ = (Index("ix_incidents_status_opened", "status", "opened_at"),)
+
+
+class IncidentHistoryRow(Base):
+    """The incident's trail: every state change (detector or operator), with ``notified`` for the outbox."""
+
+    __tablename__ = "incident_history"
+
+    history_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    incident_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("incidents.incident_id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(TZ)
+    actor: Mapped[str] = mapped_column(String(500))
+    action: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    severity: Mapped[str] = mapped_column(String(16))
+    summary: Mapped[str] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(Text)
+    notified: Mapped[bool] = mapped_column(Boolean)
+
+    __table_args__ = (
+        Index("ix_incident_history_incident_at", "incident_id", "at"),
+        Index("ix_incident_history_notified", "notified"),
     )
 
 

@@ -154,7 +154,8 @@ def test_dead_channel_never_blocks_the_others_and_a_flaky_one_gets_it_once_recov
     dead.name = "dead_webhook"  # type: ignore[misc]
     channels = [dead, WebhookChannel(flaky.url("/hook"), 5.0), SlackChannel(flaky.url("/slack"), 5.0),
                 EmailChannel(AlertSettings(**box.settings()))]
-    dispatcher = Dispatcher(engine, channels, retry_initial=0.3, retry_max=1.0, poll=0.1)
+    dispatcher = Dispatcher(engine, channels, retry_initial=0.3, retry_max=1.0, poll=0.1,
+                            notify_alerts=True)  # member alerts to people too: the outbox under test
     later: Receiver | None = None
     try:
         alert = _open_alert(engine, "delivery")
@@ -204,14 +205,15 @@ def _cli(url: str, *args: str) -> Any:
 def test_corrective_action_from_the_cli_is_kept_as_history_and_notified(alert_db: str) -> None:
     engine = make_engine(alert_db)
     receiver = Receiver()
-    dispatcher = Dispatcher(engine, [WebhookChannel(receiver.url("/hook"), 5.0)], retry_initial=0.3, poll=0.1)
+    dispatcher = Dispatcher(engine, [WebhookChannel(receiver.url("/hook"), 5.0)], retry_initial=0.3, poll=0.1,
+                            notify_alerts=True)
     try:
         alert = _open_alert(engine, "billing")
-        listed = _cli(alert_db, "list", "--status", "open", "--json")
+        listed = _cli(alert_db, "list", "--alerts", "--status", "open", "--json")
         assert [json.loads(line)["alert_id"] for line in listed.stdout.splitlines()] == [str(alert.alert_id)]
         prefix = str(alert.alert_id)[:8]
         assert "acknowledged" in _cli(alert_db, "ack", prefix, "--by", "anna", "--note", "courier contacted").stdout
-        assert _cli(alert_db, "list", "--status", "open", "--json").stdout == ""
+        assert _cli(alert_db, "list", "--alerts", "--status", "open", "--json").stdout == ""
         _cli(alert_db, "resolve", str(alert.alert_id), "--by", "anna", "--note", "switched courier")
         with engine.connect() as conn:
             hist = store.history(conn, alert.alert_id)
@@ -265,7 +267,7 @@ def test_a_channel_down_for_a_long_outage_and_a_restart_loses_nothing(alert_db: 
     engine = make_engine(alert_db)
     port = free_port()
     first = Dispatcher(engine, [WebhookChannel(f"http://127.0.0.1:{port}/hook", 1.0)], retry_initial=0.02,
-                       retry_max=0.1, poll=0.05)
+                       retry_max=0.1, poll=0.05, notify_alerts=True)
     back: Receiver | None = None
     second: Dispatcher | None = None
     try:
@@ -281,7 +283,7 @@ def test_a_channel_down_for_a_long_outage_and_a_restart_loses_nothing(alert_db: 
         first.stop()  # the alert sink restarts while the receiver is still down
         assert _status(engine, alert, "webhook") == "pending"
         second = Dispatcher(engine, [WebhookChannel(f"http://127.0.0.1:{port}/hook", 1.0)], retry_initial=0.02,
-                            retry_max=0.1, poll=0.05)
+                            retry_max=0.1, poll=0.05, notify_alerts=True)
         second.start()
         back = Receiver(port=port)
         wait_for(lambda: _status(engine, alert, "webhook") == "delivered", 30, what="delivered after the outage")

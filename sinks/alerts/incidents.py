@@ -1,0 +1,364 @@
+"""Incidents: alerts that share a cause become one incident that names its driver.
+
+When an alert opens, the negative responses *in excess* of each scope's baseline are summed over the
+alert's out-of-control period (from the event time its run started, :mod:`sinks.alerts.cusum`, to
+its window's end), for every scope with windows of the same size:
+
+    excess(scope) = sum over windows (negatives - assessed responses x p0)
+
+The **driver** is the most specific scope (category or product, then channel, then source, then
+overall) whose excess is at least half of the alert's own scope's excess; ``explained_share`` is the
+driver's excess over the excess overall ("delivery explains 85 % of the rise in negative share
+overall"), clamped to [0, 1] (scopes overlap: a record counts in its source, channel, categories).
+
+The alert then joins the active incident with that driver; or re-drives an active incident whose
+driver is broader and which the new driver explains at least half of; or opens a new incident (its
+id a UUIDv5 of the alert, so a replay opens the same one). An incident is resolved when every member
+alert is resolved (or by an operator). Each state change is a row in ``incident_history`` that the
+dispatcher delivers to the channels once: opened, escalated, acknowledged, resolved, note.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Table, and_, exists, select, update
+from sqlalchemy.exc import DBAPIError
+
+from pipeline.schema import Incident
+from sinks.alerts.lifecycle import ACTIVE, AlertState, scope_phrase
+from sinks.warehouse.alerts import AlertRow, IncidentHistoryRow, IncidentRow, SignalWindowRow
+from sinks.warehouse.models import Feedback, FeedbackCategory
+
+INCIDENT_NAMESPACE = uuid.UUID("6c1f2b8e-93a4-5d0e-b7c2-4f8e1d2a6b90")
+#: How specific a scope is: the driver is the most specific scope that explains the shift.
+RANK = {"overall": 0, "source": 1, "channel": 2, "category": 3, "product": 3, "theme": 3}
+#: A scope explains a shift when its excess is at least this share of the other's.
+EXPLAINS = 0.5
+EXAMPLES = 5
+_SEVERITY = {"info": 0, "warning": 1, "critical": 2}
+
+INC: Table = IncidentRow.__table__  # type: ignore[assignment]
+IH: Table = IncidentHistoryRow.__table__  # type: ignore[assignment]
+A: Table = AlertRow.__table__  # type: ignore[assignment]
+W: Table = SignalWindowRow.__table__  # type: ignore[assignment]
+F: Table = Feedback.__table__  # type: ignore[assignment]
+FC: Table = FeedbackCategory.__table__  # type: ignore[assignment]
+
+Scope = tuple[str, str]
+
+
+@dataclass
+class Excess:
+    """A scope's responses, negatives and baseline-expected negatives over a period."""
+
+    responses: int = 0
+    negatives: int = 0
+    expected: float = 0.0
+
+    @property
+    def excess(self) -> float:
+        return self.negatives - self.expected
+
+    @property
+    def share(self) -> float | None:
+        return self.negatives / self.responses if self.responses else None
+
+    @property
+    def baseline(self) -> float | None:
+        return self.expected / self.responses if self.responses else None
+
+
+@dataclass
+class Opened:
+    """An alert opened in this batch, with where its run started in event time."""
+
+    alert: AlertState
+    started_at: datetime
+    window_seconds: int
+
+
+@dataclass
+class Driver:
+    scope: Scope
+    explained_share: float | None
+    figures: Excess = field(default_factory=Excess)
+
+
+def utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def choose_driver(excess: dict[Scope, Excess], alert_scope: Scope) -> Driver:
+    """The most specific scope whose excess is at least half the alert scope's (pure; see the module)."""
+    own = excess.get(alert_scope)
+    reference = own.excess if own is not None and own.excess > 0 else 0.0
+    best = alert_scope
+    if reference > 0:
+        candidates = [(RANK.get(s[0], 0), e.excess, s) for s, e in excess.items()
+                      if RANK.get(s[0], 0) > RANK.get(alert_scope[0], 0) and e.excess >= EXPLAINS * reference]
+        if candidates:
+            best = max(candidates)[2]
+    overall = excess.get(("overall", "all"))
+    chosen = excess.get(best, Excess())
+    share = None
+    if overall is not None and overall.excess > 0:
+        share = min(1.0, max(0.0, chosen.excess / overall.excess))
+    return Driver(best, share, chosen)
+
+
+def excess_by_scope(conn: Connection, seconds: int, start: datetime, end: datetime) -> dict[Scope, Excess]:
+    """Every scope's :class:`Excess` over the windows of ``seconds`` starting in ``[start, end)``."""
+    rows = conn.execute(select(W.c.scope_type, W.c.scope_value, W.c.negative, W.c.neutral, W.c.positive,
+                               W.c.detection).where(W.c.window_seconds == seconds, W.c.window_start >= start,
+                                                    W.c.window_start < end))
+    out: dict[Scope, Excess] = {}
+    for r in rows:
+        verdict = (r.detection or {}).get("negative_share") or {}
+        p0 = verdict.get("p0", verdict.get("expected"))
+        n = r.negative + r.neutral + r.positive
+        if p0 is None or n == 0:
+            continue
+        e = out.setdefault((r.scope_type, r.scope_value), Excess())
+        e.responses += n
+        e.negatives += r.negative
+        e.expected += n * float(p0)
+    return out
+
+
+def examples(conn: Connection, scope: Scope, start: datetime, end: datetime, limit: int = EXAMPLES) -> list[str]:
+    """Up to ``limit`` distinct redacted negative comments of ``scope`` from ``[start, end)``."""
+    stmt = select(F.c.text).where(F.c.event_time >= start, F.c.event_time < end, F.c.sentiment_label == "negative",
+                                  F.c.text != "")
+    kind, value = scope
+    if kind == "source":
+        stmt = stmt.where(F.c.source == value)
+    elif kind == "channel":
+        stmt = stmt.where(F.c.channel == value)
+    elif kind == "product":
+        stmt = stmt.where(F.c.product == value)
+    elif kind == "category":
+        stmt = stmt.where(exists().where(and_(FC.c.feedback_id == F.c.feedback_id, FC.c.category == value)))
+    elif kind != "overall":
+        return []
+    try:
+        with conn.begin_nested():  # the alert sink may run without the warehouse sink's tables
+            texts = list(conn.execute(stmt.order_by(F.c.event_time).limit(500)).scalars())
+    except DBAPIError:
+        return []
+    counts: dict[str, int] = {}
+    for t in texts:
+        counts[t.strip()[:300]] = counts.get(t.strip()[:300], 0) + 1
+    return [t for t, _ in sorted(counts.items(), key=lambda kv: -kv[1])][:limit]  # the most said first
+
+
+def describe(driver: Scope, figures: Excess, share: float | None, since: datetime) -> str:
+    """The incident in words, with its sample size: what operators read first."""
+    where = "overall" if driver[0] == "overall" else f"of {driver[1]} feedback" if driver[0] == "category" \
+        else scope_phrase(*driver)
+    if figures.responses and figures.share is not None and figures.baseline is not None:
+        text = (f"Negative share {where} {figures.share:.0%} vs {figures.baseline:.0%} usual, "
+                f"{figures.responses:,} responses since {since:%a %d %b %H:%M} UTC")
+    else:
+        text = f"Signals out of control {where} since {since:%a %d %b %H:%M} UTC"
+    if share is not None and driver[0] != "overall":
+        text += f"; {driver[1]} explains {share:.0%} of the rise in negative share overall"
+    return text + "."
+
+
+def _active_incidents(conn: Connection) -> list[Any]:
+    return list(conn.execute(select(INC).where(INC.c.status.in_(ACTIVE), INC.c.kind == "signal")))
+
+
+def _history(conn: Connection, incident_id: uuid.UUID, action: str, actor: str, at: datetime,
+             note: str | None = None, key: str | None = None) -> None:
+    row = conn.execute(select(INC).where(INC.c.incident_id == incident_id)).one()
+    hid = uuid.uuid5(incident_id, key) if key else uuid.uuid4()
+    if conn.execute(select(IH.c.history_id).where(IH.c.history_id == hid)).first() is not None:
+        return
+    conn.execute(IH.insert().values(history_id=hid, incident_id=incident_id, at=at, actor=actor, action=action,
+                                    status=row.status, severity=row.severity, summary=row.summary, note=note,
+                                    notified=False))
+
+
+def _members(conn: Connection, incident_id: uuid.UUID) -> list[Any]:
+    return list(conn.execute(select(A.c.alert_id, A.c.signal, A.c.status, A.c.severity, A.c.window_start,
+                                    A.c.window_end).where(A.c.incident_id == incident_id)))
+
+
+def _refresh(conn: Connection, incident_id: uuid.UUID, scope: Scope | None, now: datetime) -> None:
+    """Recompute an incident's signals, severity, driver figures, summary and examples after a change.
+
+    The figures span the incident: from its start to the latest member window's end, on the window
+    size of its members.
+    """
+    inc = conn.execute(select(INC).where(INC.c.incident_id == incident_id)).one()
+    members = _members(conn, incident_id)
+    severity = max((m.severity for m in members), key=lambda s: _SEVERITY.get(s, 0), default=inc.severity)
+    values: dict[str, Any] = {"signals": sorted({m.signal for m in members}), "severity": severity,
+                              "updated_at": now}
+    started = utc(inc.started_at) or now
+    scope = scope or (inc.driver_scope_type, inc.driver_scope_value)
+    if members:
+        latest = max(members, key=lambda m: utc(m.window_end))  # type: ignore[arg-type,return-value]
+        end = utc(latest.window_end) or now
+        seconds = int(((utc(latest.window_end) or now) - (utc(latest.window_start) or now)).total_seconds())
+        excess = excess_by_scope(conn, seconds, started, end)
+        figures = excess.get(scope, Excess())
+        overall = excess.get(("overall", "all"))
+        share = min(1.0, max(0.0, figures.excess / overall.excess)) if overall and overall.excess > 0 else None
+        values.update(driver_scope_type=scope[0], driver_scope_value=scope[1], explained_share=share,
+                      observed=figures.share, expected=figures.baseline, sample_size=figures.responses,
+                      summary=describe(scope, figures, share, started))
+        if len(inc.examples or []) < 3:
+            values["examples"] = examples(conn, scope, started, end) or list(inc.examples or [])
+    conn.execute(update(INC).where(INC.c.incident_id == incident_id).values(**values))
+    if _SEVERITY.get(severity, 0) > _SEVERITY.get(inc.severity, 0):
+        _history(conn, incident_id, "escalated", "detector", now, key=f"escalated|{severity}")
+
+
+def attach(conn: Connection, opened: Opened, now: datetime) -> uuid.UUID:
+    """Put a newly opened alert into its incident (joined, re-driven or new); returns the incident id."""
+    a = opened.alert
+    excess = excess_by_scope(conn, opened.window_seconds, opened.started_at, a.window_end)
+    driver = choose_driver(excess, (a.scope_type, a.scope_value))
+    target: uuid.UUID | None = None
+    redrive = False
+    for inc in _active_incidents(conn):
+        current = (inc.driver_scope_type, inc.driver_scope_value)
+        if current == driver.scope:
+            target = inc.incident_id
+            break
+        mine, theirs = excess.get(driver.scope), excess.get(current)
+        if (RANK.get(current[0], 0) < RANK.get(driver.scope[0], 0) and mine is not None and theirs is not None
+                and theirs.excess > 0 and mine.excess >= EXPLAINS * theirs.excess):
+            target, redrive = inc.incident_id, True
+            break
+    if target is None:
+        target = uuid.uuid5(INCIDENT_NAMESPACE, str(a.alert_id))
+        if conn.execute(select(INC.c.incident_id).where(INC.c.incident_id == target)).first() is not None:
+            conn.execute(update(A).where(A.c.alert_id == a.alert_id).values(incident_id=target))
+            return target  # opened by an earlier run of the same windows
+        conn.execute(INC.insert().values(
+            incident_id=target, kind="signal", status="open", severity=a.severity,
+            driver_scope_type=driver.scope[0], driver_scope_value=driver.scope[1], signals=[a.signal],
+            explained_share=driver.explained_share, started_at=opened.started_at, opened_at=now,
+            updated_at=now, examples=[], summary=describe(driver.scope, driver.figures, driver.explained_share,
+                                                          opened.started_at)))
+        conn.execute(update(A).where(A.c.alert_id == a.alert_id).values(incident_id=target))
+        _refresh(conn, target, driver.scope, now)
+        _history(conn, target, "opened", "detector", now, key="opened")
+        return target
+    conn.execute(update(A).where(A.c.alert_id == a.alert_id).values(incident_id=target))
+    inc = conn.execute(select(INC).where(INC.c.incident_id == target)).one()
+    if opened.started_at < (utc(inc.started_at) or opened.started_at):
+        conn.execute(update(INC).where(INC.c.incident_id == target).values(started_at=opened.started_at))
+    _refresh(conn, target, driver.scope if redrive else None, now)
+    if redrive:
+        _history(conn, target, "updated", "detector", now, key=f"driver|{driver.scope[0]}|{driver.scope[1]}")
+    return target
+
+
+def settle(conn: Connection, alert_ids: Iterable[uuid.UUID], now: datetime) -> list[uuid.UUID]:
+    """After member alerts changed: resolve incidents whose members are all resolved; refresh the rest."""
+    ids = {r.incident_id for r in conn.execute(select(A.c.incident_id).where(A.c.alert_id.in_(list(alert_ids))))
+           if r.incident_id is not None}
+    resolved = []
+    for iid in sorted(ids, key=str):
+        inc = conn.execute(select(INC).where(INC.c.incident_id == iid)).one()
+        if inc.status not in ACTIVE:
+            continue
+        members = _members(conn, iid)
+        if members and all(m.status not in ACTIVE for m in members):
+            conn.execute(update(INC).where(INC.c.incident_id == iid).values(
+                status="resolved", resolved_at=now, resolved_by="detector", updated_at=now))
+            _history(conn, iid, "resolved", "detector", now, key="resolved")
+            resolved.append(iid)
+        else:
+            _refresh(conn, iid, None, now)
+    return resolved
+
+
+def incident_of(row: Any, members: list[uuid.UUID]) -> Incident:
+    return Incident(
+        incident_id=row.incident_id, kind=row.kind, status=row.status, severity=row.severity,
+        driver_scope_type=row.driver_scope_type, driver_scope_value=row.driver_scope_value,
+        signals=list(row.signals or []), explained_share=row.explained_share, started_at=utc(row.started_at),
+        opened_at=utc(row.opened_at), updated_at=utc(row.updated_at), resolved_at=utc(row.resolved_at),
+        acknowledged_at=utc(row.acknowledged_at), acknowledged_by=row.acknowledged_by, observed=row.observed,
+        expected=row.expected, sample_size=row.sample_size, summary=row.summary[:4000], alerts=members,
+        examples=[e[:1000] for e in (row.examples or [])])
+
+
+def get(conn: Connection, incident_id: uuid.UUID) -> Incident | None:
+    row = conn.execute(select(INC).where(INC.c.incident_id == incident_id)).first()
+    return None if row is None else incident_of(row, [m.alert_id for m in _members(conn, incident_id)])
+
+
+def list_incidents(conn: Connection, status: str | None = None, limit: int = 200) -> list[Incident]:
+    stmt = select(INC).order_by(INC.c.opened_at.desc()).limit(limit)
+    if status == "active":
+        stmt = stmt.where(INC.c.status.in_(ACTIVE))
+    elif status:
+        stmt = stmt.where(INC.c.status == status)
+    rows = list(conn.execute(stmt))
+    members: dict[uuid.UUID, list[uuid.UUID]] = {}
+    if rows:
+        for m in conn.execute(select(A.c.incident_id, A.c.alert_id).where(
+                A.c.incident_id.in_([r.incident_id for r in rows])).order_by(A.c.opened_at)):
+            members.setdefault(m.incident_id, []).append(m.alert_id)
+    return [incident_of(r, members.get(r.incident_id, [])) for r in rows]
+
+
+def operator_action(conn: Connection, incident_id: uuid.UUID, action: str, by: str, note: str | None,
+                    now: datetime) -> Incident:
+    """Acknowledge, resolve or annotate an incident; acknowledging or resolving applies to its active alerts."""
+    inc = get(conn, incident_id)
+    if inc is None:
+        raise LookupError(f"no incident {incident_id}")
+    if action in ("acknowledged", "resolved") and inc.status not in ACTIVE:
+        raise ValueError(f"incident {incident_id} is already {inc.status}")
+    values: dict[str, Any] = {"updated_at": now}
+    alert_values: dict[str, Any] = {"updated_at": now}
+    if action == "acknowledged":
+        values.update(status="acknowledged", acknowledged_at=now, acknowledged_by=by)
+        alert_values.update(status="acknowledged", acknowledged_at=now, acknowledged_by=by)
+    elif action == "resolved":
+        values.update(status="resolved", resolved_at=now, resolved_by=by)
+        alert_values.update(status="resolved", resolved_at=now, resolved_by=by)
+    conn.execute(update(INC).where(INC.c.incident_id == incident_id).values(**values))
+    if action != "note":
+        conn.execute(update(A).where(A.c.incident_id == incident_id, A.c.status.in_(ACTIVE)).values(**alert_values))
+    _history(conn, incident_id, action, by, now, note)
+    updated = get(conn, incident_id)
+    assert updated is not None
+    return updated
+
+
+def history(conn: Connection, incident_id: uuid.UUID) -> list[dict[str, Any]]:
+    rows = conn.execute(select(IH).where(IH.c.incident_id == incident_id).order_by(IH.c.at))
+    return [dict(r._mapping) for r in rows]
+
+
+def pending_events(conn: Connection, limit: int = 500) -> list[tuple[Any, Incident]]:
+    """Incident history rows not yet handed to the outbox, with the incident as it is now."""
+    rows = list(conn.execute(select(IH).where(IH.c.notified.is_(False)).order_by(IH.c.at).limit(limit)))
+    out = []
+    for r in rows:
+        inc = get(conn, r.incident_id)
+        if inc is not None:
+            inc = inc.model_copy(update={"status": r.status, "severity": r.severity, "event": r.action,
+                                         "event_id": r.history_id, "event_at": utc(r.at), "actor": r.actor,
+                                         "note": r.note})
+            out.append((r, inc))
+    return out
+
+
+def mark_notified(conn: Connection, history_id: uuid.UUID) -> None:
+    conn.execute(update(IH).where(IH.c.history_id == history_id).values(notified=True))
