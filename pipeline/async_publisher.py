@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ssl
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -25,6 +24,7 @@ from kafka import errors as kafka_errors
 from pipeline import metrics
 from pipeline.config import CommonSettings
 from pipeline.errors import TransientError
+from pipeline.kafka_security import client_options
 from pipeline.logging import get_logger
 from pipeline.publisher import encode
 from pipeline.schema import DeadLetter, FeedbackRecord
@@ -34,18 +34,8 @@ log = get_logger(__name__)
 
 
 def aiokafka_client_options(settings: CommonSettings) -> dict[str, Any]:
-    """The FEEDBACK_KAFKA_* security settings in aiokafka's terms (the same ones every kafka-python
-    client gets through :meth:`~pipeline.config.CommonSettings.kafka_client_options`, and faust)."""
-    source = settings.kafka_client_options()
-    opts: dict[str, Any] = {"security_protocol": source["security_protocol"]}
-    if "sasl_mechanism" in source:
-        opts["sasl_mechanism"] = source["sasl_mechanism"]
-        opts["sasl_plain_username"] = source.get("sasl_plain_username")
-        opts["sasl_plain_password"] = source.get("sasl_plain_password", "")
-    if opts["security_protocol"].endswith("SSL"):
-        # aiokafka wants a context, not a file: verify the broker against our CA file (or the system store)
-        opts["ssl_context"] = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=source.get("ssl_cafile"))
-    return opts
+    """The FEEDBACK_KAFKA_* security settings in aiokafka's terms (:mod:`pipeline.kafka_security`)."""
+    return client_options(settings, "aiokafka")
 
 
 class AsyncPublisher:

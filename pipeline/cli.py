@@ -54,8 +54,8 @@ def up(
     console.print(f"[bold]Feedback pipeline[/bold]  (Ctrl-C to stop)\n"
                   f"  feedback form  {base}/forms/default\n"
                   f"  events API     {base}/v1/events   (docs: {base}/docs)\n"
-                  f"  metrics        {base}/metrics  http://127.0.0.1:{settings.processor_metrics_port}/metrics"
-                  f"  http://127.0.0.1:{settings.sink_metrics_port}/metrics\n"
+                  f"  metrics        {base}/metrics  http://127.0.0.1:{load(ProcessorSettings).metrics_port}/metrics"
+                  f"  http://127.0.0.1:{load(SinkSettings).metrics_port}/metrics\n"
                   f"  broker         {settings.bootstrap}{' (embedded, in memory)' if sup.with_broker else ''}\n"
                   f"  warehouse      {settings.database_url}")
     raise typer.Exit(sup.run())

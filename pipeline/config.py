@@ -13,12 +13,24 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 
-from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pipeline.errors import ConfigError
 
 EMBEDDED_BROKER_PORT = 19092
+
+
+def metrics_port_field(default: int, former: str, allow_zero: bool = False) -> Any:
+    """A component's ``metrics_port`` (``/metrics``, ``/healthz``, ``/readyz``): ``FEEDBACK_METRICS_PORT``.
+
+    ``former`` is the component's earlier variable (e.g. ``FEEDBACK_SINK_METRICS_PORT``): deprecated,
+    still read, and it wins over ``FEEDBACK_METRICS_PORT``, so one environment can still hold the ports
+    of several components (``feedback up``).
+    """
+    return Field(default=default, ge=0 if allow_zero else 1, le=65535,
+                 validation_alias=AliasChoices(former, "FEEDBACK_METRICS_PORT"),
+                 description=f"FEEDBACK_METRICS_PORT ({former} deprecated){'; 0: no /metrics' if allow_zero else ''}.")
 
 # -- one data location: FEEDBACK_DATA_DIR, else the location files `feedback up` writes, else ./data -----
 #: Written by ``feedback up`` in the folder it runs in; found from that folder and every folder below it.
@@ -74,7 +86,8 @@ class CommonSettings(BaseSettings):
     """Settings every component shares: where the broker, the topics and the data live."""
 
     model_config = SettingsConfigDict(
-        env_prefix="FEEDBACK_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="FEEDBACK_", env_file=".env", env_file_encoding="utf-8", extra="ignore",
+        populate_by_name=True,  # a field read from aliased variables (metrics_port) is also set by its name
     )
 
     data_dir: Path = Field(default=Path("./data"), description="Where embedded state lives.")
@@ -143,16 +156,10 @@ class CommonSettings(BaseSettings):
         return not self.kafka_bootstrap
 
     def kafka_client_options(self) -> dict[str, Any]:
-        """Security options passed through to every kafka-python client."""
-        opts: dict[str, Any] = {"security_protocol": self.kafka_security_protocol}
-        if self.kafka_sasl_mechanism:
-            opts["sasl_mechanism"] = self.kafka_sasl_mechanism
-            opts["sasl_plain_username"] = self.kafka_sasl_username
-            if self.kafka_sasl_password is not None:
-                opts["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
-        if self.kafka_ssl_cafile:
-            opts["ssl_cafile"] = str(self.kafka_ssl_cafile)
-        return opts
+        """Security options passed through to every kafka-python client (see :mod:`pipeline.kafka_security`)."""
+        from pipeline.kafka_security import client_options
+
+        return client_options(self, "kafka-python")
 
     def customer_key(self, create: bool = True) -> bytes:
         """The HMAC key for customer references; generated once and kept in ``data_dir``. With
@@ -230,7 +237,12 @@ class ZendeskSettings(CommonSettings):
     )
     zendesk_max_backoff_seconds: float = Field(default=60.0, gt=0)
     zendesk_request_timeout_seconds: float = Field(default=30.0, gt=0)
-    zendesk_metrics_port: int = Field(default=9105, ge=0, le=65535, description="0: no /metrics.")
+    metrics_port: int = metrics_port_field(9105, "FEEDBACK_ZENDESK_METRICS_PORT", allow_zero=True)
+
+    @property
+    def zendesk_metrics_port(self) -> int:
+        """Deprecated name of :attr:`metrics_port`."""
+        return self.metrics_port
 
 
 class ProcessorSettings(CommonSettings):
@@ -240,7 +252,13 @@ class ProcessorSettings(CommonSettings):
     neutral_band: float = Field(default=0.1, ge=0.0, lt=1.0)
     dedupe_window: int = Field(default=100_000, ge=0, description="Recent items remembered for dedupe.")
     processor_batch: int = Field(default=500, ge=1)
-    processor_metrics_port: int = Field(default=9101, ge=1, le=65535)
+    metrics_port: int = metrics_port_field(9101, "FEEDBACK_PROCESSOR_METRICS_PORT")
+
+    @property
+    def processor_metrics_port(self) -> int:
+        """Deprecated name of :attr:`metrics_port`."""
+        return self.metrics_port
+
     # -- enrichment (processors/enrich.py) -----------------------------------------------------
     sentiment: Literal["ensemble", "textblob", "vader"] = Field(
         default="ensemble", description="Sentiment analyzer; 'ensemble' is the measured default.")
@@ -268,8 +286,13 @@ class SinkSettings(CommonSettings):
     warehouse_url: str | None = Field(default=None, description="SQLAlchemy URL; unset: SQLite in data_dir.")
     sink_batch_size: int = Field(default=1000, ge=1, le=100_000)
     sink_batch_ms: int = Field(default=200, ge=1)
-    sink_metrics_port: int = Field(default=9102, ge=1, le=65535)
+    metrics_port: int = metrics_port_field(9102, "FEEDBACK_SINK_METRICS_PORT")
     sink_max_backoff_seconds: float = Field(default=30.0, gt=0, description="Longest wait between write retries.")
+
+    @property
+    def sink_metrics_port(self) -> int:
+        """Deprecated name of :attr:`metrics_port`."""
+        return self.metrics_port
 
     @property
     def database_url(self) -> str:
@@ -306,7 +329,8 @@ def load(cls: type[S], **overrides: Any) -> S:
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            name = "FEEDBACK_" + "_".join(str(p) for p in err["loc"]).upper()
+            name = "_".join(str(p) for p in err["loc"]).upper()
+            name = name if name.startswith("FEEDBACK_") else "FEEDBACK_" + name  # an alias is the full name
             lines.append(f"{name}: {err['msg']}")
         raise ConfigError("invalid settings:\n  " + "\n  ".join(lines)) from None
 
@@ -389,7 +413,7 @@ class SignalSettings(CommonSettings):
 class AlertSettings(SignalSettings, SinkSettings):
     """The alert sink (``feedback sink alerts``): detector, lifecycle, warehouse and channels."""
 
-    alert_metrics_port: int = Field(default=9103, ge=1, le=65535)
+    metrics_port: int = metrics_port_field(9103, "FEEDBACK_ALERT_METRICS_PORT")
     alert_slack_webhook_url: SecretStr | None = Field(default=None, description="Slack incoming-webhook URL.")
     alert_webhook_url: SecretStr | None = Field(default=None, description="Generic JSON webhook URL.")
     alert_webhook_secret: SecretStr | None = Field(
@@ -410,6 +434,11 @@ class AlertSettings(SignalSettings, SinkSettings):
     alert_notify_member_alerts: bool = Field(
         default=False, description="Also send each member alert's events to people (not only incidents).")
     alert_link_url: str | None = Field(default=None, description="Dashboard link put in notifications.")
+
+    @property
+    def alert_metrics_port(self) -> int:
+        """Deprecated name of :attr:`metrics_port`."""
+        return self.metrics_port
 
     @field_validator("alert_smtp_to", mode="before")
     @classmethod

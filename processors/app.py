@@ -8,7 +8,6 @@ the agent (faust would ack and drop the message).
 from __future__ import annotations
 
 import asyncio
-import ssl
 import time
 from typing import Any
 
@@ -17,6 +16,7 @@ import faust
 from pipeline import metrics
 from pipeline.config import ProcessorSettings
 from pipeline.errors import RecordError
+from pipeline.kafka_security import client_options
 from pipeline.logging import get_logger
 from pipeline.schema import DeadLetter
 from pipeline.topics import Topics, TopicWatch
@@ -31,23 +31,8 @@ PENDING_REWIND_SECONDS = 120.0
 
 
 def faust_credentials(settings: ProcessorSettings) -> Any:
-    """The same FEEDBACK_KAFKA_* security settings the kafka-python clients get, for faust/aiokafka."""
-    proto = settings.kafka_security_protocol
-    if proto == "PLAINTEXT":
-        return None
-    context = None
-    if proto.endswith("SSL"):
-        cafile = str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
-    if proto.startswith("SASL"):
-        password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else ""
-        return faust.SASLCredentials(
-            username=settings.kafka_sasl_username,
-            password=password,
-            mechanism=settings.kafka_sasl_mechanism or "PLAIN",
-            ssl_context=context,
-        )
-    return faust.SSLCredentials(context)
+    """The same FEEDBACK_KAFKA_* security settings the other clients get (:mod:`pipeline.kafka_security`)."""
+    return client_options(settings, "faust")["broker_credentials"]
 
 
 def create_app(settings: ProcessorSettings) -> faust.App:

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
-from pipeline.config import SinkSettings, load
+from pipeline.config import SinkSettings, load, metrics_port_field
 from pipeline.errors import ConfigError
 
 Security = Literal["ssl", "starttls", "none"]
@@ -62,7 +62,12 @@ class EmailSettings(SinkSettings):
     )
     imap_timeout_seconds: float = Field(default=60.0, gt=0)
     imap_backoff_max_seconds: float = Field(default=60.0, gt=0)
-    imap_metrics_port: int = Field(default=9104, ge=0, le=65535, description="0: no /metrics.")
+    metrics_port: int = metrics_port_field(9104, "FEEDBACK_IMAP_METRICS_PORT", allow_zero=True)
+
+    @property
+    def imap_metrics_port(self) -> int:
+        """Deprecated name of :attr:`metrics_port`."""
+        return self.metrics_port
 
     _split_folders = field_validator("imap_folders", "imap_reply_languages", mode="before")(
         classmethod(lambda cls, v: _split(v))

@@ -30,6 +30,7 @@ from pydantic import ValidationError
 
 from pipeline import metrics
 from pipeline.config import CommonSettings, SignalSettings, load
+from pipeline.kafka_security import client_options
 from pipeline.logging import get_logger
 from pipeline.schema import DeadLetter, EnrichedFeedback, SignalWindow
 from pipeline.topics import Topics
@@ -52,19 +53,8 @@ class SignalTopicNames:
 
 
 def aiokafka_options(settings: CommonSettings) -> dict[str, Any]:
-    """Security options of :class:`CommonSettings` in aiokafka's terms."""
-    opts: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
-    if settings.kafka_security_protocol.endswith("SSL"):
-        from aiokafka.helpers import create_ssl_context
-
-        opts["ssl_context"] = create_ssl_context(
-            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None)
-    if settings.kafka_sasl_mechanism:
-        opts["sasl_mechanism"] = settings.kafka_sasl_mechanism
-        opts["sasl_plain_username"] = settings.kafka_sasl_username
-        if settings.kafka_sasl_password is not None:
-            opts["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
-    return opts
+    """Security options of :class:`CommonSettings` in aiokafka's terms (:mod:`pipeline.kafka_security`)."""
+    return client_options(settings, "aiokafka")
 
 
 def observe_one(value: bytes | None, message: Any, topics: Topics) -> tuple[str, bytes | None, bytes] | None:
