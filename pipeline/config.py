@@ -95,6 +95,12 @@ class CommonSettings(BaseSettings):
         default=None, description="Kafka bootstrap servers; unset: the embedded broker."
     )
     embedded_broker_port: int = Field(default=EMBEDDED_BROKER_PORT, ge=1, le=65535)
+    embedded_broker: Literal["tansu", "kafka"] = Field(
+        default="tansu",
+        description="The broker `feedback up` runs when FEEDBACK_KAFKA_BOOTSTRAP is unset: tansu (in memory, "
+        "needs nothing but Python) or kafka (Apache Kafka in KRaft mode, needs Java 17 and, once, Maven; its "
+        "data is kept under data_dir/kafka across restarts: a durable single-machine deployment).",
+    )
     topic_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$")
     topic_partitions: int = Field(default=6, ge=1, le=1000)
     topic_replication: int = Field(default=1, ge=1, le=10)
@@ -221,30 +227,6 @@ class HttpSettings(CommonSettings):
     webhook_max_body_bytes: int = Field(default=1024 * 1024, ge=1024, description="Largest webhook body.")
 
 
-class ZendeskSettings(CommonSettings):
-    """The Zendesk polling connector (``feedback connector zendesk``)."""
-
-    zendesk_subdomain: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
-    zendesk_base_url: str | None = Field(
-        default=None, description="API base URL; unset: https://<subdomain>.zendesk.com (set for proxies/tests)."
-    )
-    zendesk_email: str | None = Field(default=None, description="Agent e-mail of the API token.")
-    zendesk_api_token: SecretStr | None = None
-    zendesk_start_time: int = Field(default=0, ge=0, description="Unix time the first export starts at.")
-    zendesk_poll_interval_seconds: float = Field(default=60.0, gt=0)
-    zendesk_checkpoint_file: Path | None = Field(
-        default=None, description="Cursor checkpoint; unset: data_dir/connectors/zendesk-<host>.json."
-    )
-    zendesk_max_backoff_seconds: float = Field(default=60.0, gt=0)
-    zendesk_request_timeout_seconds: float = Field(default=30.0, gt=0)
-    metrics_port: int = metrics_port_field(9105, "FEEDBACK_ZENDESK_METRICS_PORT", allow_zero=True)
-
-    @property
-    def zendesk_metrics_port(self) -> int:
-        """Deprecated name of :attr:`metrics_port`."""
-        return self.metrics_port
-
-
 class ProcessorSettings(CommonSettings):
     """The faust stream processor (enrichment)."""
 
@@ -268,6 +250,19 @@ class ProcessorSettings(CommonSettings):
         "(FEEDBACK_NEUTRAL_BAND is the textblob analyzer's band.)")
     category_model: Path | None = Field(
         default=None, description="joblib file from 'feedback train-categories'; unset: taxonomy only.")
+    # -- trained models (processors/learning) ------------------------------------------------
+    model_dir: Path | None = Field(
+        default=None, description="Versioned trained models and the active-model pointers; unset: data_dir/models.")
+    model_poll_seconds: float = Field(
+        default=10.0, gt=0, le=60, description="How often the processor looks for a newly activated model.")
+    sentiment_score_weight: float = Field(
+        default=1.0, ge=0.0, le=5.0,
+        description="Weight of a record's own NPS/CSAT/stars in its sentiment label when it has both a score "
+        "and a text (0: the text alone; docs/evaluation.md measures the choice).")
+
+    @property
+    def models_path(self) -> Path:
+        return self.model_dir or self.data_dir / "models"
     phone_regions: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["US", "GB", "DE", "FR"],
         description="Regions whose national phone formats are redacted (comma-separated ISO codes).")
@@ -310,6 +305,40 @@ class SinkSettings(CommonSettings):
             raise ConfigError(f"no warehouse at {path} ({where}): run this where `feedback up` ran, "
                               "or set FEEDBACK_DATA_DIR / FEEDBACK_WAREHOUSE_URL")
         return url
+
+
+class ZendeskSettings(SinkSettings):
+    """The Zendesk polling connector (``feedback connector zendesk``); its cursor lives in the state store
+    (table ``source_state`` of the warehouse database, ``FEEDBACK_WAREHOUSE_URL``)."""
+
+    zendesk_subdomain: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    zendesk_base_url: str | None = Field(
+        default=None, description="API base URL; unset: https://<subdomain>.zendesk.com (set for proxies/tests)."
+    )
+    zendesk_email: str | None = Field(default=None, description="Agent e-mail of the API token.")
+    zendesk_api_token: SecretStr | None = None
+    zendesk_start_time: int = Field(default=0, ge=0, description="Unix time the first export starts at.")
+    zendesk_poll_interval_seconds: float = Field(default=60.0, gt=0)
+    zendesk_checkpoint_file: Path | None = Field(
+        default=None, description="Deprecated: the former cursor file, imported into the state store once; unset: "
+        "data_dir/connectors/zendesk-<host>.json."
+    )
+    zendesk_max_backoff_seconds: float = Field(default=60.0, gt=0)
+    zendesk_request_timeout_seconds: float = Field(default=30.0, gt=0)
+    metrics_port: int = metrics_port_field(9105, "FEEDBACK_ZENDESK_METRICS_PORT", allow_zero=True)
+
+    @property
+    def zendesk_metrics_port(self) -> int:
+        """Deprecated name of :attr:`metrics_port`."""
+        return self.metrics_port
+
+
+class LearningSettings(ProcessorSettings, SinkSettings):
+    """``feedback train-sentiment``, ``train-categories``, ``label`` and ``models``: where the models and
+    the warehouse are, and the training gate."""
+
+    train_min_per_class: int = Field(default=200, ge=2, description="Fewest training rows per class.")
+    train_holdout_fraction: float = Field(default=0.2, gt=0.05, lt=0.5, description="Stratified held-out share.")
 
 
 class UpSettings(HttpSettings, ProcessorSettings, SinkSettings):

@@ -121,6 +121,7 @@ class KafkaCluster:
     partitions: int = 6
     heap: str = "512m"
     extra: dict[str, str] = field(default_factory=dict)
+    port: int | None = None  # the first node's client port (free ports when unset)
     nodes: list[Node] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -130,6 +131,8 @@ class KafkaCluster:
             pairs = [tuple(int(p) for p in line.split()) for line in ports_file.read_text().split("\n") if line]
         else:
             pairs = [(free_port(), free_port()) for _ in range(self.nodes_count)]
+            if self.port is not None:
+                pairs[0] = (self.port, pairs[0][1])
             ports_file.write_text("".join(f"{a} {b}\n" for a, b in pairs))
         self.nodes = [Node(i + 1, a, b, self.data_dir / f"node-{i + 1}") for i, (a, b) in enumerate(pairs)]
 
@@ -270,15 +273,19 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--version", default=os.environ.get("FEEDBACK_KAFKA_VERSION", DEFAULT_VERSION))
     r.add_argument("--data", type=Path, required=True)
     r.add_argument("--nodes", type=int, default=1)
+    r.add_argument("--port", type=int, default=None, help="client port of the first node (default: a free one)")
     args = parser.parse_args(argv)
     try:
         if args.cmd == "fetch":
             print(fetch(args.version, quiet=False))
             return 0
-        cluster = KafkaCluster(args.data, nodes_count=args.nodes, version=args.version).start()
+        cluster = KafkaCluster(args.data, nodes_count=args.nodes, version=args.version, port=args.port).start()
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except TransientError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
     print(cluster.bootstrap, flush=True)
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline import broker
+from pipeline import broker, plugins
 from pipeline.broker import die_with_parent as _die_with_parent
 from pipeline.config import UpSettings
 from pipeline.errors import ConfigError
@@ -61,24 +61,31 @@ class Supervisor:
         self.env["FEEDBACK_DATA_DIR"] = str(settings.data_dir.resolve())
         self.env.setdefault("FEEDBACK_WAREHOUSE_URL", settings.database_url)
         self.env.setdefault("FEEDBACK_LOG_FORMAT", "json" if settings.log_format == "json" else "console")
-        if with_broker:  # it forgets its topics when it restarts: the HTTP service confirms them (see config)
+        if with_broker and settings.embedded_broker == "tansu":
+            # it forgets its topics when it restarts: the HTTP service confirms them (see config)
             self.env.setdefault("FEEDBACK_CONFIRM_TOPIC_IDS", "true")
         me = [sys.executable, "-m", "pipeline"]
         self.children: list[Child] = []
         if with_broker:
-            self.children.append(Child("broker", broker.broker_command(settings.embedded_broker_port),
+            self.children.append(Child("broker", self._broker_command(settings),
                                        log_file=settings.data_dir / "broker.log"))
-        self.children += [
-            Child("sink", [*me, "sink", "warehouse"]),
-            Child("processor", [*me, "process"]),
-            Child("alerts", [*me, "sink", "alerts"]),  # degrading signals -> alerts (issue 6)
-            Child("http", [*me, "serve-http"]),
-        ]
-        from connectors.email.settings import imap_configured
-
-        if imap_configured():  # FEEDBACK_IMAP_HOST is set: the e-mail connector runs too
-            self.children.append(Child("email", [*me, "connector", "email"]))
+        # the components register their children (pipeline/plugins.py, entry points "feedback.services"):
+        # today the warehouse sink, the processor, the alert sink, HTTP, and e-mail when FEEDBACK_IMAP_HOST is set
+        self.services = plugins.services()
+        self.children += [Child(name, [*me, *service.args]) for name, service in self.services]
         self._stopping = False
+
+    @staticmethod
+    def _broker_command(settings: UpSettings) -> list[str]:
+        """Tansu (in memory), or Apache Kafka with its data under ``data_dir/kafka`` (kept across restarts)."""
+        if settings.embedded_broker == "kafka":
+            from pipeline import kafka_broker
+
+            kafka_broker.fetch()  # resolves the jars once (Maven), so a missing tool is a ConfigError here
+            return [sys.executable, "-m", "pipeline.kafka_broker", "run",
+                    "--data", str((settings.data_dir / "kafka").resolve()),
+                    "--port", str(settings.embedded_broker_port)]
+        return broker.broker_command(settings.embedded_broker_port)
 
     def _signal(self, signum: int, _frame: object) -> None:
         log.info("stopping", signal=signal.Signals(signum).name)
@@ -118,25 +125,22 @@ class Supervisor:
         log.info("data location recorded", data_dir=str(self.settings.data_dir), files=[str(p) for p in written])
 
     def _migrate(self) -> None:
-        """Bring the warehouse schema up once, before the sinks start: otherwise both sinks migrate a new
-        database at the same moment and one of them fails and retries ("table ... already exists")."""
-        from sinks.warehouse.db import make_engine, migrate
-
-        url = self.env["FEEDBACK_WAREHOUSE_URL"]
-        try:
-            engine = make_engine(url)
+        """Run each service's ``prepare`` once before the children start (the warehouse sink's migrates
+        the schema: otherwise both sinks migrate a new database at the same moment and one fails)."""
+        for name, service in self.services:
+            if service.prepare is None:
+                continue
             try:
-                migrate(engine)
-            finally:
-                engine.dispose()
-        except Exception as exc:  # e.g. the database is not up yet: the sinks migrate and retry on their own
-            log.warning("warehouse not migrated before start; the sinks will retry", error=str(exc))
+                service.prepare(self.env)
+            except Exception as exc:  # e.g. the database is not up yet: the children retry on their own
+                log.warning("service not prepared before start; it will retry", service=name, error=str(exc))
 
     def _start(self, child: Child) -> None:
         child.start(self.env)
         if child.name == "broker":
             assert child.proc is not None
-            broker.wait_ready("127.0.0.1", self.settings.embedded_broker_port, proc=child.proc)
+            timeout = 120.0 if self.settings.embedded_broker == "kafka" else 20.0  # a JVM starts slower
+            broker.wait_ready("127.0.0.1", self.settings.embedded_broker_port, timeout=timeout, proc=child.proc)
             ensure_topics(self.settings)
 
     def _watch(self) -> None:
