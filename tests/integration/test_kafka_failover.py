@@ -9,6 +9,7 @@ without a ``202``).
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -60,7 +61,7 @@ class Load:
 
     def longest_pause(self, since: float) -> float:
         times = [t for t in self.ack_times if t >= since]
-        return max((b - a for a, b in zip(times, times[1:], strict=False)), default=float("inf"))
+        return max((b - a for a, b in itertools.pairwise(times)), default=float("inf"))
 
 
 def quorum_leader(cluster: KafkaCluster) -> int:
