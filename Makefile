@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 DEV_STAMP := $(VENV)/.dev-installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install install-dev run test unit integration bench eval loadtest lint clean
+.PHONY: install install-dev run test test-kafka unit integration bench eval loadtest lint clean
 
 # The product alone (what `make run` needs): no test, bench or lint tools.
 $(STAMP): pyproject.toml
@@ -29,9 +29,22 @@ install-dev: $(DEV_STAMP)
 run: $(STAMP)
 	$(BIN)/feedback up
 
-## The full test suite (unit + integration against real services).
+## The full test suite (unit + integration against real services): everything on the embedded broker,
+## then the delivery tests on Apache Kafka 4.x (and the failover test on a three-broker cluster), then a
+## smoke leg on Apache Kafka 3.9. Java 17 + Maven resolve Kafka once (python -m pipeline.kafka_broker fetch).
+KAFKA_TESTS ?= tests/integration/test_spine.py tests/integration/test_chaos.py tests/integration/test_scale_out.py \
+	tests/integration/test_faults.py tests/integration/test_signals_pipeline.py tests/integration/test_alert_sink.py \
+	tests/integration/test_tickets_poller.py tests/integration/test_email_imap.py tests/integration/test_backfill.py \
+	tests/integration/test_kafka_failover.py
+KAFKA_COMPAT_VERSION ?= 3.9.1
 test: $(DEV_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --broker=kafka $(KAFKA_TESTS) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --broker=kafka --kafka-version=$(KAFKA_COMPAT_VERSION) tests/integration/test_spine.py $(PYTEST_ARGS)
+
+## One leg only: the integration tests on Apache Kafka (BROKER_TESTS to choose the files).
+test-kafka: $(DEV_STAMP)
+	$(BIN)/python -m pytest --broker=kafka $(or $(BROKER_TESTS),$(KAFKA_TESTS)) $(PYTEST_ARGS)
 
 unit: $(DEV_STAMP)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
