@@ -17,13 +17,14 @@ import json
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import Column, DateTime, Engine, MetaData, String, Table, Text, inspect, select
+from sqlalchemy import Column, DateTime, Engine, MetaData, String, Table, Text, create_engine, inspect, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 
-from pipeline.errors import TransientError
+from pipeline.errors import ConfigError, TransientError
 
 Cursor = dict[str, Any]
 
@@ -59,6 +60,20 @@ class SqlStateStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+
+    @classmethod
+    def from_url(cls, url: str) -> SqlStateStore:
+        """A store on its own engine for ``url`` (SQLite waits up to 30 s for a lock), its table set up."""
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            engine = create_engine(url, pool_pre_ping=True,
+                                   connect_args={"timeout": 30} if url.startswith("sqlite") else {})
+        except (ArgumentError, NoSuchModuleError) as exc:
+            raise ConfigError(f"FEEDBACK_WAREHOUSE_URL: {exc}") from exc
+        store = cls(engine)
+        store.setup()
+        return store
 
     def setup(self, attempts: int = 5) -> None:
         """Create the table if it is missing (idempotent; tolerates another process doing the same)."""
