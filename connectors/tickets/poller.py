@@ -5,22 +5,24 @@ its current state) and its satisfaction rating; its comments (``/api/v2/tickets/
 become one record per public end-user comment (internal notes and agent replies are skipped and
 counted). A ticket that cannot be mapped goes to ``feedback.dlq`` with the reason.
 
-Guarantees: the cursor checkpoint (a JSON state file, written atomically) advances only after the
-broker acknowledged every record and dead letter of the page, so a crash at any point re-reads at
-most one page, whose records carry the same deterministic ids (no duplicates, nothing lost).
-``429`` waits for ``Retry-After``; 5xx and network errors back off exponentially; 401/403 (and other
-4xx) raise :class:`~pipeline.errors.ConfigError` (exit code 2).
+It is a :class:`~pipeline.sources.PollingSource`: one export page is one batch, whose cursor the
+:class:`~pipeline.sources.SourceRunner` saves in the state store (``source_state``, namespace
+``zendesk:<host>``) only after the broker acknowledged every record and dead letter of the page, so a
+crash at any point re-reads at most one page, whose records carry the same deterministic ids (no
+duplicates, nothing lost). ``429`` and 5xx answers and network errors raise
+:class:`~pipeline.errors.TransientError` (with ``Retry-After`` when Zendesk sent one) and the runner
+reads the page again after its backoff; 401/403 (and other 4xx) raise
+:class:`~pipeline.errors.ConfigError` (exit code 2). A cursor file of an earlier version
+(``FEEDBACK_ZENDESK_CHECKPOINT_FILE``) is imported into the state store once.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
-import threading
 import time
-from collections.abc import Callable
+from collections import Counter
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -35,7 +37,10 @@ from pipeline.config import ZendeskSettings
 from pipeline.errors import ConfigError, RecordError, TransientError
 from pipeline.logging import get_logger
 from pipeline.publisher import Publisher
+from pipeline.retry import RetryPolicy
 from pipeline.schema import DeadLetter
+from pipeline.sources import Batch, PollingSource, SourceRunner, StateView
+from pipeline.state import SqlStateStore, StateStore
 
 log = get_logger(__name__)
 
@@ -44,34 +49,15 @@ EXPORT_PATH = "/api/v2/incremental/tickets/cursor.json"
 SIDELOADS = "users,groups,metric_sets"
 
 
-class Checkpoint:
-    """The poller's durable state (``{"cursor": ...}``) in a JSON file: temp file, fsync, rename."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def load(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"the checkpoint {self.path} is unreadable ({exc}); fix or remove it") from exc
-        return data if isinstance(data, dict) else {}
-
-    def save(self, state: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w") as fh:
-            json.dump(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(self.path)
-        fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+def legacy_cursor(path: Path) -> dict[str, Any] | None:
+    """The state of a cursor file written by an earlier version (``{"cursor": ...}``), if any."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"the checkpoint {path} is unreadable ({exc}); fix or remove it") from exc
+    return data if isinstance(data, dict) and data.get("cursor") else None
 
 
 def base_url(settings: ZendeskSettings) -> str:
@@ -80,11 +66,20 @@ def base_url(settings: ZendeskSettings) -> str:
     return f"https://{settings.zendesk_subdomain}.zendesk.com"
 
 
+def host_of(settings: ZendeskSettings) -> str:
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", urlsplit(base_url(settings)).netloc)
+
+
 def checkpoint_path(settings: ZendeskSettings) -> Path:
+    """Where an earlier version kept the cursor (imported into the state store once)."""
     if settings.zendesk_checkpoint_file:
         return settings.zendesk_checkpoint_file
-    host = re.sub(r"[^A-Za-z0-9.-]+", "_", urlsplit(base_url(settings)).netloc)
-    return settings.data_dir / "connectors" / f"zendesk-{host}.json"
+    return settings.data_dir / "connectors" / f"zendesk-{host_of(settings)}.json"
+
+
+def state_namespace(settings: ZendeskSettings) -> str:
+    """The poller's namespace in the state store (its cursor is the key ``cursor``)."""
+    return f"zendesk:{host_of(settings)}"
 
 
 def check_settings(settings: ZendeskSettings) -> None:
@@ -100,13 +95,17 @@ def check_settings(settings: ZendeskSettings) -> None:
 
 
 class ZendeskClient:
-    """GETs against the Zendesk API with its rate limits and failures mapped to typed errors."""
+    """GETs against the Zendesk API with its rate limits and failures mapped to typed errors.
 
-    def __init__(self, settings: ZendeskSettings, wait: Callable[[float], bool]) -> None:
+    Guarantees: a 200 with a JSON object is returned; 429, 5xx, a body that is not a JSON object and
+    network errors raise TransientError (``retry_after`` from Zendesk's ``Retry-After``); 401/403 and
+    other 4xx raise ConfigError (404 -> ``{}`` when ``missing_ok``: the item vanished meanwhile).
+    """
+
+    def __init__(self, settings: ZendeskSettings) -> None:
         check_settings(settings)
         assert settings.zendesk_api_token is not None
         self.settings = settings
-        self.wait = wait  # sleeps; True when the poller was asked to stop meanwhile
         self.http = httpx.Client(
             base_url=base_url(settings),
             auth=(f"{settings.zendesk_email}/token", settings.zendesk_api_token.get_secret_value()),
@@ -118,55 +117,38 @@ class ZendeskClient:
         self.http.close()
 
     def get(self, url: str, params: dict[str, Any] | None = None, missing_ok: bool = False) -> dict[str, Any]:
-        """The JSON body of ``GET url``: retries 429 (Retry-After), 5xx and network errors forever
-        with capped backoff (stopping raises TransientError); 401/403/other 4xx -> ConfigError
-        (404 -> ``{}`` when ``missing_ok``: the item vanished meanwhile)."""
-        delay = 0.5
-        while True:
+        try:
+            resp = self.http.get(url, params=params)
+        except httpx.TransportError as exc:
+            metrics.TICKET_POLL_REQUESTS.labels(CONNECTOR, "network_error").inc()
+            raise TransientError(f"zendesk unreachable: {exc}") from exc
+        status = resp.status_code
+        retry_after = _retry_after(resp.headers.get("retry-after"))
+        if status == 200:
             try:
-                resp = self.http.get(url, params=params)
-            except httpx.TransportError as exc:
-                metrics.TICKET_POLL_REQUESTS.labels(CONNECTOR, "network_error").inc()
-                log.warning("zendesk unreachable; retrying", error=str(exc), retry_in=delay)
-                delay = self._pause(delay, None, exc)
-                continue
-            status = resp.status_code
-            if status == 200:
-                try:
-                    body = resp.json()
-                except ValueError:
-                    body = None
-                if isinstance(body, dict):
-                    metrics.TICKET_POLL_REQUESTS.labels(CONNECTOR, "ok").inc()
-                    return body
-                metrics.TICKET_POLL_REQUESTS.labels(CONNECTOR, "bad_body").inc()
-                log.warning("zendesk answered a body that is not a JSON object; retrying", url=url)
-                delay = self._pause(delay, None, None)
-            elif status == 429:
-                metrics.TICKET_POLL_REQUESTS.labels(CONNECTOR, "rate_limited").inc()
-                retry_after = _retry_after(resp.headers.get("retry-after"))
-                log.info("zendesk rate limit; waiting", retry_after=retry_after)
-                delay = self._pause(delay, retry_after, None)
-            elif status >= 500:
-                metrics.TICKET_POLL_REQUESTS.labels(CONNECTOR, "server_error").inc()
-                log.warning("zendesk server error; retrying", status=status, retry_in=delay)
-                delay = self._pause(delay, _retry_after(resp.headers.get("retry-after")), None)
-            else:
-                metrics.TICKET_POLL_REQUESTS.labels(CONNECTOR, f"http_{status}").inc()
-                if status == 404 and missing_ok:
-                    return {}
-                if status in (401, 403):
-                    raise ConfigError(
-                        f"Zendesk refused the credentials ({status}) at {base_url(self.settings)}: check "
-                        "FEEDBACK_ZENDESK_EMAIL and FEEDBACK_ZENDESK_API_TOKEN (token access enabled, "
-                        "an agent/admin allowed to export)")
-                raise ConfigError(f"Zendesk answered {status} for {url}: {resp.text[:300]}")
-
-    def _pause(self, delay: float, retry_after: float | None, exc: Exception | None) -> float:
-        wait = retry_after if retry_after is not None else delay
-        if self.wait(wait):
-            raise TransientError("stopped while waiting for Zendesk", retry_after=wait) from exc
-        return min(delay * 2, self.settings.zendesk_max_backoff_seconds)
+                body = resp.json()
+            except ValueError:
+                body = None
+            if isinstance(body, dict):
+                metrics.TICKET_POLL_REQUESTS.labels(CONNECTOR, "ok").inc()
+                return body
+            metrics.TICKET_POLL_REQUESTS.labels(CONNECTOR, "bad_body").inc()
+            raise TransientError(f"zendesk answered a body that is not a JSON object for {url}")
+        if status == 429:
+            metrics.TICKET_POLL_REQUESTS.labels(CONNECTOR, "rate_limited").inc()
+            raise TransientError("zendesk rate limit", retry_after=retry_after)
+        if status >= 500:
+            metrics.TICKET_POLL_REQUESTS.labels(CONNECTOR, "server_error").inc()
+            raise TransientError(f"zendesk server error {status}", retry_after=retry_after)
+        metrics.TICKET_POLL_REQUESTS.labels(CONNECTOR, f"http_{status}").inc()
+        if status == 404 and missing_ok:
+            return {}
+        if status in (401, 403):
+            raise ConfigError(
+                f"Zendesk refused the credentials ({status}) at {base_url(self.settings)}: check "
+                "FEEDBACK_ZENDESK_EMAIL and FEEDBACK_ZENDESK_API_TOKEN (token access enabled, "
+                "an agent/admin allowed to export)")
+        raise ConfigError(f"Zendesk answered {status} for {url}: {resp.text[:300]}")
 
     def comments(self, ticket_id: str) -> tuple[list[dict[str, Any]], dict[Any, str]]:
         """Every comment of a ticket (cursor pagination) and the roles of their authors."""
@@ -191,57 +173,42 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
-class ZendeskPoller:
-    """Exports changed tickets page by page; the checkpoint follows the broker's acks (see module doc)."""
+class ZendeskSource(PollingSource):
+    """Zendesk's incremental ticket export as a polling source: one export page per batch, its
+    ``after_cursor`` the batch's cursor (guarantees: see the module docstring)."""
 
-    def __init__(self, settings: ZendeskSettings, publisher: Publisher | None = None) -> None:
+    name = CONNECTOR
+
+    def __init__(self, settings: ZendeskSettings) -> None:
         check_settings(settings)
         self.settings = settings
+        self.namespace = state_namespace(settings)
+        self.poll_interval = settings.zendesk_poll_interval_seconds
         self.customer_key = settings.customer_key()
-        self._stop = threading.Event()
-        self.client = ZendeskClient(settings, self._stop.wait)
-        self.checkpoint = Checkpoint(checkpoint_path(settings))
-        self._own_publisher = publisher is None
-        self.publisher = publisher or Publisher(settings, client_id="feedback-zendesk")
+        self.client: ZendeskClient | None = None
 
-    def stop(self, *_: Any) -> None:
-        self._stop.set()
+    def open(self, state: StateView) -> None:
+        super().open(state)
+        self.client = ZendeskClient(self.settings)
 
     def close(self) -> None:
-        self.client.close()
-        if self._own_publisher:
-            self.publisher.close()
+        if self.client is not None:
+            self.client.close()
+            self.client = None
 
-    def run(self, once: bool = False) -> int:
-        """Poll until stopped (or, with ``once``, until the end of the stream); returns pages done."""
-        pages = 0
-        state = self.checkpoint.load()
-        log.info("zendesk poller started", url=base_url(self.settings), checkpoint=str(self.checkpoint.path),
-                 resume=bool(state.get("cursor")))
-        while not self._stop.is_set():
-            cursor = state.get("cursor")
-            params = {"cursor": cursor} if cursor else {"start_time": self.settings.zendesk_start_time}
-            try:
-                page = self.client.get(EXPORT_PATH, {**params, "include": SIDELOADS})
-                self._deliver(page)
-            except TransientError as exc:
-                if self._stop.is_set():
-                    break
-                log.warning("page not delivered; retrying from the checkpoint", error=str(exc))
-                self._stop.wait(self.settings.zendesk_poll_interval_seconds)
-                continue
-            state = {"cursor": page.get("after_cursor") or cursor, "updated_at": time.time()}
-            self.checkpoint.save(state)
-            metrics.TICKET_POLL_CHECKPOINT.labels(CONNECTOR).set(state["updated_at"])
-            pages += 1
-            if page.get("end_of_stream"):
-                if once:
-                    break
-                self._stop.wait(self.settings.zendesk_poll_interval_seconds)
-        return pages
+    def next_batch(self) -> Batch:
+        assert self.client is not None
+        cursor = (self.state.get() or {}).get("cursor")
+        params = {"cursor": cursor} if cursor else {"start_time": self.settings.zendesk_start_time}
+        page = self.client.get(EXPORT_PATH, {**params, "include": SIDELOADS})
+        batch = self._map(page)
+        batch.cursors = {"cursor": {"cursor": page.get("after_cursor") or cursor, "updated_at": time.time()}}
+        batch.idle = bool(page.get("end_of_stream"))
+        return batch
 
-    def _deliver(self, page: dict[str, Any]) -> None:
-        """Map one export page and publish it (blocks until the broker acked all of it)."""
+    def _map(self, page: dict[str, Any]) -> Batch:
+        """Map one export page (fetching each ticket's comments); nothing is published here."""
+        assert self.client is not None
         factory = RecordFactory(self.customer_key)
         sideloads = {name: {i.get("ticket_id" if name == "metric_sets" else "id"): i
                             for i in page.get(name) or [] if isinstance(i, dict)}
@@ -261,39 +228,53 @@ class ZendeskPoller:
                                                       detail=str(exc)[:2000], source="ticket"))
                 continue
             mapped.extend(items)
-        self._publish(mapped, letters)
+        return Batch(records=mapped.records, dead_letters=letters, skipped=Counter(mapped.skipped))
 
-    def _publish(self, mapped: Mapped, letters: list[DeadLetter]) -> None:
-        delay = 0.5
-        while True:
-            try:
-                if mapped.records:
-                    self.publisher.publish(mapped.records)
-                if letters:
-                    self.publisher.dead_letter(letters)
-                break
-            except TransientError as exc:
-                log.warning("broker did not acknowledge; retrying", error=str(exc), retry_in=delay)
-                if self._stop.wait(delay):
-                    raise
-                delay = min(delay * 2, 30)
-        metrics.ACCEPTED.labels("zendesk_poll").inc(len(mapped.records))
-        for record in mapped.records:
+    def saved(self, batch: Batch) -> None:
+        metrics.TICKET_POLL_CHECKPOINT.labels(CONNECTOR).set(batch.cursors["cursor"]["updated_at"])
+        metrics.ACCEPTED.labels("zendesk_poll").inc(len(batch.records))
+        for record in batch.records:
             metrics.TICKET_ITEMS.labels(CONNECTOR, "state" if record.is_ticket_state else "feedback").inc()
-        for reason in mapped.skipped:
-            metrics.TICKET_ITEMS.labels(CONNECTOR, f"skipped_{reason}").inc()
-            metrics.REJECTED.labels("zendesk_poll", reason).inc()
+        for reason, count in batch.skipped.items():
+            metrics.TICKET_ITEMS.labels(CONNECTOR, f"skipped_{reason}").inc(count)
+            metrics.REJECTED.labels("zendesk_poll", reason).inc(count)
+
+
+def import_legacy_cursor(settings: ZendeskSettings, store: StateStore) -> None:
+    """Move the cursor of an earlier version's file into the state store (once; the file is renamed)."""
+    path = checkpoint_path(settings)
+    namespace = state_namespace(settings)
+    state = legacy_cursor(path)
+    if state is None:
+        return
+    if store.get(namespace, "cursor") is None:
+        store.save(namespace, {"cursor": {"cursor": state["cursor"], "updated_at": state.get("updated_at")}})
+        log.info("imported the cursor file into the state store", file=str(path), namespace=namespace)
+    path.replace(path.with_name(path.name + ".imported"))
+
+
+def build(settings: ZendeskSettings, once: bool = False, publisher: Publisher | None = None,
+          store: StateStore | None = None) -> SourceRunner:
+    """The Zendesk source on its runner (the state store in the warehouse database unless given)."""
+    if store is None:
+        store = SqlStateStore.from_url(settings.database_url)
+    import_legacy_cursor(settings, store)
+    source = ZendeskSource(settings)
+    return SourceRunner(source, publisher or Publisher(settings, client_id="feedback-zendesk"), store,
+                        retry=RetryPolicy(first=0.5, maximum=settings.zendesk_max_backoff_seconds, jitter=0.1),
+                        once=once)
 
 
 def run(settings: ZendeskSettings, once: bool = False) -> None:
-    """The CLI entry: signals stop the poller after the page in hand (its checkpoint saved)."""
-    poller = ZendeskPoller(settings)
-    signal.signal(signal.SIGTERM, poller.stop)
-    signal.signal(signal.SIGINT, poller.stop)
+    """The CLI entry: signals stop the poller after the page in hand (its cursor saved)."""
+    runner = build(settings, once=once)
+    signal.signal(signal.SIGTERM, runner.stop)
+    signal.signal(signal.SIGINT, runner.stop)
     if settings.zendesk_metrics_port:
-        metrics.serve(settings.zendesk_metrics_port)
+        metrics.serve(settings.zendesk_metrics_port, ready=lambda: runner.health.running)
+    log.info("zendesk poller started", url=base_url(settings), namespace=runner.source.namespace)
     try:
-        pages = poller.run(once=once)
+        pages = runner.run()
     finally:
-        poller.close()
+        runner.publisher.close()  # type: ignore[attr-defined]
     log.info("zendesk poller stopped", pages=pages)

@@ -26,7 +26,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from sqlalchemy import text
 
+from connectors.tickets.poller import state_namespace
 from pipeline.broker import free_port
+from pipeline.config import ZendeskSettings
+from pipeline.state import SqlStateStore
 from tests.integration.harness import Pipeline, wait_for
 
 pytestmark = pytest.mark.integration
@@ -183,6 +186,16 @@ def poller(p: Pipeline, fake: FakeZendesk, checkpoint: Path, *args: str, token: 
                             stdout=out, stderr=subprocess.STDOUT)
 
 
+def saved_cursor(p: Pipeline, fake: FakeZendesk) -> str | None:
+    """The poller's cursor as the state store holds it (saved only after the broker's acks)."""
+    state = SqlStateStore(p.engine).get(state_namespace(ZendeskSettings(zendesk_base_url=fake.url)), "cursor")
+    return state["cursor"] if state else None
+
+
+def forget_cursor(p: Pipeline, fake: FakeZendesk) -> None:
+    SqlStateStore(p.engine).delete(state_namespace(ZendeskSettings(zendesk_base_url=fake.url)))
+
+
 def rows_of(p: Pipeline, fake: FakeZendesk) -> list[str]:
     with p.engine.connect() as conn:
         result = conn.execute(text("SELECT source_ref FROM feedback WHERE thread_ref LIKE :k"),
@@ -199,8 +212,7 @@ def test_poller_killed_midway_and_restarted_loses_nothing_and_duplicates_nothing
     proc = poller(pipeline, zendesk, checkpoint, log=log)
     try:
         wait_for(zendesk.held.is_set, 60, what="the poller to reach page 4")
-        saved = json.loads(checkpoint.read_text())
-        assert saved["cursor"] == "c4"  # pages 0-3 were acked by the broker, page 4 is in flight
+        assert saved_cursor(pipeline, zendesk) == "c4"  # pages 0-3 were acked by the broker, page 4 is in flight
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(30)
     finally:
@@ -212,7 +224,7 @@ def test_poller_killed_midway_and_restarted_loses_nothing_and_duplicates_nothing
     assert rerun.wait(60) == 0, log.read_text()[-3000:]
     # the restart resumed from the checkpoint, not from the start
     assert zendesk.export_requests()[served].get("cursor") == ["c4"]
-    assert json.loads(checkpoint.read_text())["cursor"] == f"c{PAGES}"
+    assert saved_cursor(pipeline, zendesk) == f"c{PAGES}"
     expected = zendesk.expected_refs()
     wait_for(lambda: set(rows_of(pipeline, zendesk)) >= expected, 90, what="every ticket item in the warehouse")
     refs = rows_of(pipeline, zendesk)
@@ -231,7 +243,7 @@ def test_poller_killed_midway_and_restarted_loses_nothing_and_duplicates_nothing
     # case: all of them); the deterministic ids make that harmless: the processor drops the exact
     # re-deliveries it remembers, the warehouse upserts whatever gets through.
     duplicates = pipeline.metric("processor", "feedback_duplicates_total")
-    checkpoint.unlink()
+    forget_cursor(pipeline, zendesk)
     again = poller(pipeline, zendesk, checkpoint, "--once", log=log)
     assert again.wait(60) == 0, log.read_text()[-3000:]
     wait_for(lambda: pipeline.metric("processor", "feedback_duplicates_total") - duplicates >= len(expected), 60,
