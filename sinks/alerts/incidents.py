@@ -23,7 +23,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Table, and_, exists, select, update
@@ -41,6 +41,8 @@ RANK = {"overall": 0, "source": 1, "channel": 2, "category": 3, "product": 3, "t
 EXPLAINS = 0.5
 EXAMPLES = 5
 _SEVERITY = {"info": 0, "warning": 1, "critical": 2}
+#: Events of one batch share a time: this is their order (an incident opens before it escalates).
+_ORDER = {"opened": 0, "updated": 1, "escalated": 2, "acknowledged": 3, "note": 4, "resolved": 5}
 
 INC: Table = IncidentRow.__table__  # type: ignore[assignment]
 IH: Table = IncidentHistoryRow.__table__  # type: ignore[assignment]
@@ -182,6 +184,7 @@ def _history(conn: Connection, incident_id: uuid.UUID, action: str, actor: str, 
     hid = uuid.uuid5(incident_id, key) if key else uuid.uuid4()
     if conn.execute(select(IH.c.history_id).where(IH.c.history_id == hid)).first() is not None:
         return
+    at = at + timedelta(microseconds=_ORDER.get(action, 9))  # the outbox delivers in this order
     conn.execute(IH.insert().values(history_id=hid, incident_id=incident_id, at=at, actor=actor, action=action,
                                     status=row.status, severity=row.severity, summary=row.summary, note=note,
                                     notified=False))
@@ -343,12 +346,13 @@ def operator_action(conn: Connection, incident_id: uuid.UUID, action: str, by: s
 
 def history(conn: Connection, incident_id: uuid.UUID) -> list[dict[str, Any]]:
     rows = conn.execute(select(IH).where(IH.c.incident_id == incident_id).order_by(IH.c.at))
-    return [dict(r._mapping) for r in rows]
+    return sorted((dict(r._mapping) for r in rows), key=lambda h: (utc(h["at"]), _ORDER.get(h["action"], 9)))
 
 
 def pending_events(conn: Connection, limit: int = 500) -> list[tuple[Any, Incident]]:
     """Incident history rows not yet handed to the outbox, with the incident as it is now."""
-    rows = list(conn.execute(select(IH).where(IH.c.notified.is_(False)).order_by(IH.c.at).limit(limit)))
+    rows = sorted(conn.execute(select(IH).where(IH.c.notified.is_(False)).order_by(IH.c.at).limit(limit)),
+                  key=lambda r: (utc(r.at), _ORDER.get(r.action, 9)))
     out = []
     for r in rows:
         inc = get(conn, r.incident_id)
