@@ -66,9 +66,11 @@ eval: $(STAMP)
 loadtest: $(DEV_STAMP)
 	$(BIN)/python -m tests.bench loadtest --duration $${LOADTEST_SECONDS:-300}
 
+## ruff, mypy, and the import rules of .importlinter (kernel <- components; components independent; no cycles).
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check pipeline connectors processors sinks tests
 	$(BIN)/mypy pipeline connectors processors sinks
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
