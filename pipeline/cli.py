@@ -248,6 +248,14 @@ from processors.commands import eval_command, train_categories_command  # noqa: 
 app.command("eval")(eval_command)
 app.command("train-categories")(train_categories_command)
 
+# -- learning from the organisation's own feedback (issue 17) ----------------------------------
+from processors.learning.commands import models_app, train_sentiment_command  # noqa: E402
+from sinks.warehouse.labels import label_command  # noqa: E402
+
+app.command("train-sentiment")(train_sentiment_command)
+app.command("label")(label_command)
+app.add_typer(models_app, name="models")
+
 
 def main() -> None:
     try:

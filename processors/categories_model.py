@@ -1,9 +1,12 @@
-"""An optional supervised category model, trained from analyst-labelled examples.
+"""An optional supervised category model, trained from analyst-labelled examples (the runtime half:
+training lives in :mod:`processors.learning.categories`).
 
-``feedback train-categories --data labelled.csv --out model.joblib`` fits TF-IDF word and bigram
-features with one logistic regression per category (scikit-learn), and saves it with joblib. The
-processor uses it when ``FEEDBACK_CATEGORY_MODEL`` points at such a file: a text (or sentence) gets
-the model's categories with probability >= its threshold, plus the YAML taxonomy's matches for
+``feedback train-categories --data labelled.csv`` fits TF-IDF word and bigram features with one
+logistic regression per category (scikit-learn) and saves it with joblib, as a versioned model
+(activated when it beats the current tagging on a held-out fifth) or, with ``--out``, as a plain
+file. The processor uses ``FEEDBACK_CATEGORY_MODEL`` when it points at such a file, else the active
+versioned model (:class:`ActiveCategoryModel`, picked up without a restart): a text (or sentence)
+gets the model's categories with probability >= its threshold, plus the YAML taxonomy's matches for
 categories the model was not trained on; a text neither tags becomes ``other``.
 
 Guarantees: labels may hold several categories separated by ``;`` or ``|``; a saved model records
@@ -47,18 +50,32 @@ class CategoryModel:
             out.append([CategoryTag(name=c, confidence=round(min(1.0, p), 3)) for p, c in tags])
         return out
 
-    def save(self, path: Path) -> None:
+    def save(self, path: Path) -> str:
+        """Write the model and return the file's SHA-256."""
         import joblib
+
+        from processors.learning.linear import file_sha256
 
         path.parent.mkdir(parents=True, exist_ok=True)
         joblib.dump({"format": FORMAT, "pipeline": self.pipeline, "classes": self.classes,
                      "threshold": self.threshold, "meta": self.meta}, path)
+        return file_sha256(path)
 
     @classmethod
-    def load(cls, path: Path) -> CategoryModel:
-        """Load a model written by :meth:`save` (only load files you trust: joblib runs pickle)."""
+    def load(cls, path: Path, sha256: str | None = None) -> CategoryModel:
+        """Load a model written by :meth:`save` (only load files you trust: joblib runs pickle); with
+        ``sha256``, a file whose hash differs is refused before it is unpickled."""
         import joblib
 
+        if sha256 is not None:
+            from processors.learning.linear import file_sha256
+
+            try:
+                actual = file_sha256(path)
+            except OSError as exc:
+                raise ConfigError(f"category model {path}: {exc}") from exc
+            if actual != sha256:
+                raise ConfigError(f"category model {path}: SHA-256 differs from its card's (corrupt or replaced)")
         try:
             data = joblib.load(path)
         except FileNotFoundError as exc:
@@ -79,45 +96,16 @@ def parse_labels(raw: str) -> list[str]:
     return out
 
 
-def train(texts: Sequence[str], labels: Sequence[Sequence[str]], threshold: float = 0.5,
-          min_examples: int = 2) -> CategoryModel:
-    """Fit a model on ``texts`` and their category lists; ConfigError when the data cannot train one."""
-    import sklearn
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.multiclass import OneVsRestClassifier
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import MultiLabelBinarizer
+class ActiveCategoryModel:
+    """The active versioned category model of a model directory (None: taxonomy only), re-read when
+    its pointer changes; a file that cannot be loaded is refused and the model in use stays."""
 
-    if len(texts) != len(labels) or not texts:
-        raise ConfigError("training needs at least one labelled text")
-    counts: dict[str, int] = {}
-    for labs in labels:
-        for lab in labs:
-            counts[lab] = counts.get(lab, 0) + 1
-    classes = sorted(c for c, n in counts.items() if n >= min_examples)
-    if len(classes) < 2:
-        raise ConfigError(f"training needs at least two categories with {min_examples}+ examples each "
-                          f"(found: {', '.join(f'{c}={n}' for c, n in sorted(counts.items())) or 'none'})")
-    mlb = MultiLabelBinarizer(classes=classes)
-    y = mlb.fit_transform([[lab for lab in labs if lab in classes] for labs in labels])
-    pipeline = Pipeline([
-        ("tfidf", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1, lowercase=True)),
-        ("clf", OneVsRestClassifier(LogisticRegression(max_iter=2000, class_weight="balanced", C=4.0))),
-    ])
-    pipeline.fit(list(texts), y)
-    meta = {"examples": len(texts), "per_class": {c: counts[c] for c in classes},
-            "sklearn": sklearn.__version__}
-    return CategoryModel(pipeline, classes, threshold, meta)
+    def __init__(self, store: Any, poll_seconds: float = 10.0) -> None:
+        from processors.learning.store import ActiveModel
 
+        self.active = ActiveModel(store, "category", lambda p, sha: CategoryModel.load(p, sha), poll_seconds)
 
-def train_file(path: Path, out: Path, text_column: str = "text", label_column: str = "category",
-               fmt: str | None = None, threshold: float = 0.5) -> CategoryModel:
-    """Train from a csv/tsv/jsonl file of labelled examples and save the model to ``out``."""
-    from processors.evaluation import read_rows
-
-    rows = read_rows(path, fmt, text_column, label_column)  # type: ignore[arg-type]
-    model = train([t for t, _ in rows], [parse_labels(lab) for _, lab in rows], threshold)
-    model.meta["source"] = path.name
-    model.save(out)
-    return model
+    @property
+    def current(self) -> CategoryModel | None:
+        self.active.maybe_refresh()
+        return self.active.current[1] if self.active.current is not None else None

@@ -29,6 +29,7 @@ from processors.categories_model import CategoryModel
 from processors.redact import DEFAULT_REGIONS, Redactor
 from processors.sentences import split_sentences
 from processors.sentiment import Analyzer, get_analyzer, not_assessed
+from processors.sentiment_trained import SwitchingAnalyzer, combine, score_class
 from processors.taxonomy import FALLBACK, Taxonomy, merge_hits
 
 # Zero-width and other format characters that render as nothing.
@@ -90,6 +91,7 @@ class Assessment:
     categories: list[dict[str, Any]]
     aspects: list[dict[str, Any]]
     subject: str | None = None
+    probs: tuple[float, float, float] | None = None  # the text's class probabilities, when the analyzer has them
 
 
 @dataclass
@@ -109,6 +111,9 @@ class Enricher:
     category_model: CategoryModel | Path | None = None
     phone_regions: tuple[str, ...] | None = None
     ensemble_band: float | None = None
+    model_dir: Path | None = None  # trained models (FEEDBACK_MODEL_DIR): the active one is used, hot-swapped
+    score_weight: float = 0.0  # FEEDBACK_SENTIMENT_SCORE_WEIGHT: a record's own score next to its text
+    model_poll_seconds: float = 10.0
     redactor: Redactor = field(init=False)
 
     def __post_init__(self) -> None:
@@ -120,6 +125,8 @@ class Enricher:
                 self.analyzer = settings.sentiment
                 self.category_model = self.category_model or settings.category_model
                 self.ensemble_band = settings.ensemble_neutral_band
+                self.model_dir, self.score_weight = settings.models_path, settings.sentiment_score_weight
+                self.model_poll_seconds = settings.model_poll_seconds
             if self.phone_regions is None:
                 self.phone_regions = tuple(settings.phone_regions)
         if isinstance(self.analyzer, str):
@@ -127,6 +134,16 @@ class Enricher:
             self.analyzer = get_analyzer(self.analyzer, band if self.analyzer != "vader" else None)
         if isinstance(self.category_model, (str, Path)):
             self.category_model = CategoryModel.load(Path(self.category_model))
+        if self.model_dir is not None:
+            from processors.learning.store import ModelStore
+
+            store = ModelStore(Path(self.model_dir))
+            if not isinstance(self.analyzer, SwitchingAnalyzer):
+                self.analyzer = SwitchingAnalyzer(self.analyzer, store, self.model_poll_seconds)
+            if self.category_model is None:
+                from processors.categories_model import ActiveCategoryModel
+
+                self.category_model = ActiveCategoryModel(store, self.model_poll_seconds)
         self.redactor = Redactor(self.phone_regions or DEFAULT_REGIONS)
         self.assess("Warm up: load the lexicons and the language model now, not on the first record.")
         language.warm_up()  # that English text takes the word-list path: load the fastText model too
@@ -135,11 +152,17 @@ class Enricher:
     def from_settings(cls, settings: Any) -> Enricher:
         """An enricher configured by ProcessorSettings."""
         return cls(Taxonomy.load(settings.taxonomy_file), settings.neutral_band, settings.sentiment,
-                   settings.category_model, tuple(settings.phone_regions), settings.ensemble_neutral_band)
+                   settings.category_model, tuple(settings.phone_regions), settings.ensemble_neutral_band,
+                   settings.models_path, settings.sentiment_score_weight, settings.model_poll_seconds)
 
     @property
     def analyzer_name(self) -> str:
         return getattr(self.analyzer, "name", "unknown")
+
+    @property
+    def model_name(self) -> str:
+        """What ``sentiment.model`` records: the active trained version, or the shipped analyzer's name."""
+        return getattr(self.analyzer, "model_name", None) or self.analyzer_name
 
     def prepare(self, text: str) -> tuple[str, dict[str, int], language.Detection, list[str]]:
         """The first steps of :meth:`assess`: redacted text, counts, language and sentences."""
@@ -155,17 +178,21 @@ class Enricher:
             subject = rs.text
             for k, n in rs.counts.items():
                 counts[k] = counts.get(k, 0) + n
-        if assessable(detected, declared_language):
+        probs = None
+        if assessable(detected, declared_language) or detected.language in getattr(self.analyzer, "languages", ()):
             assert isinstance(self.analyzer, Analyzer)
             overall, per_sentence = self.analyzer.scores(text, sentences)
+            overall = dict(overall)
+            probs = overall.pop("_p", None)
         else:
             overall = not_assessed(self.analyzer_name)
             per_sentence = [overall] * len(sentences)
             metrics.SENTIMENT_NOT_ASSESSED.labels(detected.language).inc()
+        overall["model"] = self.model_name
         sentence_cats, categories = self._categories(sentences, subject)
         return Assessment(text, counts, detected, overall,
                           [{"name": n, "confidence": c} for n, c in categories],
-                          aspect_builder.build(sentences, per_sentence, sentence_cats), subject)
+                          aspect_builder.build(sentences, per_sentence, sentence_cats), subject, probs)
 
     def _categories(
         self, sentences: list[str], subject: str | None
@@ -176,10 +203,11 @@ class Enricher:
             overall = per_sentence[0]
         else:
             overall = self.taxonomy.scored(merge_hits([*hits, self.taxonomy.hits(subject) if subject else {}]))
-        if isinstance(self.category_model, CategoryModel):
-            known = set(self.category_model.classes)
+        model = self.category_model.current if hasattr(self.category_model, "current") else self.category_model
+        if isinstance(model, CategoryModel):
+            known = set(model.classes)
             joined = f"{subject or ''}\n{' '.join(sentences)}".strip()
-            predicted = self.category_model.predict([joined, *sentences])
+            predicted = model.predict([joined, *sentences])
             overall, *per_sentence = [_combine(p, t, known) for p, t in zip(predicted, [overall, *per_sentence],
                                                                                 strict=True)]
         return per_sentence, overall
@@ -189,6 +217,11 @@ class Enricher:
         if not text:
             raise RecordError("empty_text", "the text holds no visible characters")
         a = self.assess(text, record.subject, record.language)
+        if self.score_weight > 0 and a.probs is not None:
+            scored = score_class(record)
+            if scored is not None:
+                a.sentiment = combine(a.sentiment, a.probs, scored[0], scored[1], self.score_weight)
+                a.sentiment.pop("_p", None)
         data = record.__dict__.copy()  # its validated fields (extra="forbid": nothing else); validated again below
         counts = a.redactions
         if record.attributes:

@@ -432,7 +432,8 @@ class EnsembleModel:
 
 
 #: A sentiment as a plain dict with the fields of :class:`~pipeline.schema.Sentiment` (the enricher
-#: validates everything once, in the final record, which is much cheaper than an object per sentence).
+#: validates everything once, in the final record, which is much cheaper than an object per sentence),
+#: plus, from analyzers with class probabilities, ``_p``: (P(negative), P(neutral), P(positive)).
 Scores = dict[str, Any]
 
 
@@ -453,7 +454,12 @@ class Analyzer:
 
     def analyze(self, text: str, sentences: Sequence[str]) -> tuple[Sentiment, list[Sentiment]]:
         overall, per = self.scores(text, sentences)
-        return Sentiment(**overall), [Sentiment(**p) for p in per]
+        return _validated(overall), [_validated(p) for p in per]
+
+
+def _validated(scores: Scores) -> Sentiment:
+    """A Sentiment of a scores dict, without its internal keys (``_p``: the class probabilities)."""
+    return Sentiment(**{k: v for k, v in scores.items() if not k.startswith("_")})
 
 
 class EnsembleAnalyzer(Analyzer):
@@ -483,7 +489,7 @@ class EnsembleAnalyzer(Analyzer):
         return {"polarity": round(1.0 if polarity > 1.0 else -1.0 if polarity < -1.0 else polarity, 4),
                 "subjectivity": round(1.0 if subjectivity > 1.0 else 0.0 if subjectivity < 0.0 else subjectivity, 4),
                 "label": label, "analyzer": self.name, "score": round(score, 4),
-                "confidence": round(1.0 if conf > 1.0 else 0.0 if conf < 0.0 else conf, 4)}
+                "confidence": round(1.0 if conf > 1.0 else 0.0 if conf < 0.0 else conf, 4), "_p": (pn, pu, pp)}
 
     def scores(self, text: str, sentences: Sequence[str]) -> tuple[Scores, list[Scores]]:
         term_margins, result = self.model.term_margins, self._result

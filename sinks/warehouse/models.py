@@ -67,6 +67,8 @@ class Feedback(Base):
     received_at: Mapped[datetime] = mapped_column(TZ)
     processed_at: Mapped[datetime] = mapped_column(TZ)
     written_at: Mapped[datetime] = mapped_column(TZ)
+    # -- learning (revision 0009_models): the trained model's version, or the shipped analyzer's name
+    sentiment_model: Mapped[str | None] = mapped_column(String(100))
     # -- trust (revision 0010_trust): who delivered the row; only the same origin may update it
     origin: Mapped[str | None] = mapped_column(String(100))
 

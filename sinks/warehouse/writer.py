@@ -54,6 +54,7 @@ def feedback_row(item: EnrichedFeedback, now: datetime) -> dict[str, Any]:
         sentiment_subjectivity=item.sentiment.subjectivity,
         sentiment_label=item.sentiment.label,
         sentiment_analyzer=item.sentiment.analyzer,
+        sentiment_model=item.sentiment.model,
         primary_category=item.categories[0].name,
         event_date=item.event_time.date(),
         written_at=now,
@@ -64,7 +65,8 @@ def feedback_row(item: EnrichedFeedback, now: datetime) -> dict[str, Any]:
 
 #: How :func:`feedback_columns` reads each column off a record (None: computed there).
 _SENTIMENT = {"sentiment_score": "score", "sentiment_confidence": "confidence", "sentiment_polarity": "polarity",
-              "sentiment_subjectivity": "subjectivity", "sentiment_label": "label", "sentiment_analyzer": "analyzer"}
+              "sentiment_subjectivity": "subjectivity", "sentiment_label": "label", "sentiment_analyzer": "analyzer",
+              "sentiment_model": "model"}
 _GETTERS: dict[str, Any] = {
     c: attrgetter(f"sentiment.{_SENTIMENT[c]}") if c in _SENTIMENT else attrgetter(c)
     for c in FEEDBACK_COLUMNS if c not in ("primary_category", "event_date", "written_at", "origin")

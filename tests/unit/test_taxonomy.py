@@ -9,8 +9,9 @@ import pytest
 
 from pipeline.errors import ConfigError
 from pipeline.schema import FeedbackRecord
-from processors.categories_model import CategoryModel, parse_labels, train, train_file
+from processors.categories_model import CategoryModel, parse_labels
 from processors.enrich import Enricher
+from processors.learning.categories import train, train_file
 from processors.taxonomy import FALLBACK, Taxonomy
 
 

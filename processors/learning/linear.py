@@ -1,0 +1,243 @@
+"""A linear text classifier that learns any language: word unigrams and bigrams plus the character
+n-grams of each word, IDF-weighted counts scaled by 1/sqrt(number of features of the text), and a
+logistic model per class fitted by stochastic gradient descent (scikit-learn ``SGDClassifier``,
+log loss; one-vs-rest probabilities, normalised, as its ``predict_proba``).
+
+The scaling (instead of TF-IDF's L2 norm) keeps the score a sum over the text's words: each distinct
+word's contribution (its own weight plus those of its character n-grams) is computed once per model
+and remembered, so scoring a text costs a few dict lookups per word, not per character n-gram.
+
+Guarantees: :func:`features` is the one feature extractor, used while fitting and while scoring, so
+the fitted model and the stream processor see the same features; the probabilities equal
+scikit-learn's ``predict_proba`` on the same features (up to float rounding, tested); scoring needs
+no scikit-learn and no network, only the weights in the model file (plain lists, joblib); a file
+whose SHA-256 differs from the one its card records, or that is not such a model, is refused with
+:class:`~pipeline.errors.ConfigError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import ConfigError
+
+FORMAT = "feedback-linear-text-model/1"
+CHAR_SIZES = (3, 4, 5)
+_WORD = re.compile(r"\w+|[!?]|:\)|:\(", re.UNICODE)
+_TOKEN_CACHE_MAX = 50_000  # distinct tokens whose character n-grams are remembered (emptied when full)
+_grams: dict[str, list[str]] = {}
+
+
+def _char_grams(token: str) -> list[str]:
+    got = _grams.get(token)
+    if got is None:
+        padded = f" {token} "
+        got = [padded[i:i + n] for n in CHAR_SIZES for i in range(len(padded) - n + 1)] if len(token) > 1 else []
+        if len(_grams) >= _TOKEN_CACHE_MAX:
+            _grams.clear()
+        _grams[token] = got
+    return got
+
+
+def words_of(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def features(text: str) -> list[str]:
+    """Lower-cased words, adjacent word pairs (``"not good"``) and the 3-5 character n-grams of each
+    word padded with blanks (``" go"``, ``"ood "``): a word holds no blank, a pair one blank inside,
+    an n-gram a leading or trailing blank."""
+    words = words_of(text)
+    out = list(words)
+    out.extend(f"{a} {b}" for a, b in pairwise(words))
+    for w in words:
+        out.extend(_char_grams(w))
+    return out
+
+
+@dataclass
+class LinearTextModel:
+    """Fitted weights: ``terms[term]`` = per class, idf x coefficient; probabilities one-vs-rest,
+    normalised (a binary model keeps one row: P(class 1) = sigmoid, P(class 0) = 1 - that)."""
+
+    classes: list[str]
+    intercept: list[float]
+    terms: dict[str, tuple[float, ...]]  # term -> (w_row0 * idf, w_row1 * idf, ...)
+    meta: dict[str, Any] = field(default_factory=dict)
+    _words: dict[str, tuple[int, tuple[float, ...]]] = field(default_factory=dict, init=False, repr=False,
+                                                             compare=False)
+
+    def _word(self, word: str) -> tuple[int, tuple[float, ...]]:
+        """(features of the word, the sum of their weights): the word itself and its n-grams."""
+        got = self._words.get(word)
+        if got is None:
+            grams = _char_grams(word)
+            rows = len(self.intercept)
+            acc = [0.0] * rows
+            for f in (word, *grams):
+                w = self.terms.get(f)
+                if w is not None:
+                    for r in range(rows):
+                        acc[r] += w[r]
+            got = (1 + len(grams), tuple(acc))
+            if len(self._words) >= _TOKEN_CACHE_MAX:
+                self._words.clear()
+            self._words[word] = got
+        return got
+
+    def margins(self, text: str) -> list[float]:
+        """The rows' decision values: intercept + coef . (idf x counts) / sqrt(number of features)."""
+        words = words_of(text)
+        rows = len(self.intercept)
+        acc = [0.0] * rows
+        n = max(0, len(words) - 1)  # the pairs
+        get = self.terms.get
+        word = self._word
+        previous = None
+        for w in words:
+            k, contrib = word(w)
+            n += k
+            for r in range(rows):
+                acc[r] += contrib[r]
+            if previous is not None:
+                pw = get(f"{previous} {w}")
+                if pw is not None:
+                    for r in range(rows):
+                        acc[r] += pw[r]
+            previous = w
+        scale = 1.0 / math.sqrt(n) if n else 0.0
+        return [self.intercept[r] + scale * acc[r] for r in range(rows)]
+
+    def probabilities(self, text: str) -> list[float]:
+        """P(class) in the order of ``classes``, as ``SGDClassifier.predict_proba`` computes them."""
+        m = self.margins(text)
+        if len(m) == 1:
+            p = _sigmoid(m[0])
+            return [1.0 - p, p]
+        s = [_sigmoid(x) for x in m]
+        total = sum(s)
+        return [x / total for x in s] if total > 0 else [1.0 / len(s)] * len(s)
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        out = []
+        for t in texts:
+            p = self.probabilities(t)
+            out.append(self.classes[p.index(max(p))])
+        return out
+
+    def save(self, path: Path) -> str:
+        """Write the model (atomically) and return the file's SHA-256."""
+        import joblib
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        names = list(self.terms)
+        table = [list(self.terms[n]) for n in names]
+        tmp = path.with_name(path.name + ".tmp")
+        joblib.dump({"format": FORMAT, "classes": self.classes, "intercept": self.intercept, "names": names,
+                     "table": table, "meta": self.meta}, tmp, compress=3)
+        tmp.replace(path)
+        return file_sha256(path)
+
+    @classmethod
+    def load(cls, path: Path, sha256: str | None = None) -> LinearTextModel:
+        """Load a file written by :meth:`save`; ConfigError when it is missing, corrupt, altered
+        (``sha256`` given and different) or not such a model."""
+        import joblib
+
+        if sha256 is not None:
+            try:
+                actual = file_sha256(path)
+            except OSError as exc:
+                raise ConfigError(f"model file {path}: {exc}") from exc
+            if actual != sha256:
+                raise ConfigError(f"model file {path}: SHA-256 {actual[:12]}... differs from its card's "
+                                  f"{sha256[:12]}... (corrupt or replaced)")
+        try:
+            data = joblib.load(path)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"model file {path}: not found") from exc
+        except Exception as exc:  # a truncated or foreign file: joblib/pickle raise many kinds
+            raise ConfigError(f"model file {path}: cannot be read ({type(exc).__name__}: {exc})") from exc
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ConfigError(f"model file {path}: not a {FORMAT} file")
+        try:
+            classes = [str(c) for c in data["classes"]]
+            terms = {str(n): tuple(float(x) for x in row) for n, row in zip(data["names"], data["table"], strict=True)}
+            intercept = [float(x) for x in data["intercept"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"model file {path}: malformed ({exc})") from exc
+        rows = 1 if len(classes) == 2 else len(classes)
+        if len(classes) < 2 or len(intercept) != rows or any(len(v) != rows for v in terms.values()):
+            raise ConfigError(f"model file {path}: weights do not match its {len(classes)} classes")
+        return cls(classes, intercept, terms, dict(data.get("meta", {})))
+
+
+def _sigmoid(x: float) -> float:
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def design(texts: Sequence[str], vectorizer: Any = None, min_df: int = 2,
+           max_features: int = 200_000) -> tuple[Any, Any]:
+    """The feature matrix of ``texts`` (idf x counts / sqrt(features of the text)) and its vectorizer
+    (fitted here when none is given)."""
+    import numpy as np
+    import scipy.sparse as sp
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    extracted = [features(t) for t in texts]
+    if vectorizer is None:
+        vectorizer = TfidfVectorizer(analyzer=_identity, norm=None, sublinear_tf=False, dtype=np.float64,
+                                     min_df=min_df if len(texts) >= 1000 else 1, max_features=max_features)
+        x = vectorizer.fit_transform(extracted)
+    else:
+        x = vectorizer.transform(extracted)
+    scale = np.array([1.0 / math.sqrt(len(f)) if f else 0.0 for f in extracted])
+    return sp.diags(scale) @ x, vectorizer
+
+
+def _identity(x: list[str]) -> list[str]:
+    return x
+
+
+def fit(texts: Sequence[str], labels: Sequence[str], alpha: float = 1e-5, epochs: int = 20,
+        min_df: int = 2, max_features: int = 200_000, seed: int = 0) -> LinearTextModel:
+    """Fit the features of ``texts`` with ``SGDClassifier(loss="log_loss")`` (balanced class weights)
+    and return the exported weights (:class:`LinearTextModel`)."""
+    import warnings
+
+    import sklearn
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import SGDClassifier
+
+    x, vec = design(texts, None, min_df, max_features)
+    clf = SGDClassifier(loss="log_loss", alpha=alpha, max_iter=epochs, tol=None, class_weight="balanced",
+                        random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(x, list(labels))
+    classes = [str(k) for k in clf.classes_]
+    coef, idf = clf.coef_, vec.idf_
+    terms: dict[str, tuple[float, ...]] = {}
+    for term, j in vec.vocabulary_.items():
+        terms[term] = tuple(float(idf[j] * coef[r, j]) for r in range(coef.shape[0]))
+    meta = {"sklearn": sklearn.__version__, "features": len(terms), "alpha": alpha, "epochs": epochs,
+            "char_sizes": list(CHAR_SIZES), "estimator": "SGDClassifier(log_loss)"}
+    return LinearTextModel(classes, [float(b) for b in clf.intercept_], terms, meta)
