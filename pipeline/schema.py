@@ -209,10 +209,10 @@ class Sentiment(_Model):
         description="The analyzer's sentiment score in [-1, 1] (ensemble: P(positive) - P(negative)); "
         "the label is neutral when |score| is within the analyzer's neutral band.")
     confidence: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="The analyzer's confidence in the label, in [0, 1].")
     model: Annotated[str, Field(max_length=100)] | None = Field(
         default=None, description="Which model labelled it: a trained model's version "
         "(`feedback models list`), or the shipped analyzer's name; None before it was recorded.")
-        default=None, ge=0.0, le=1.0, description="The analyzer's confidence in the label, in [0, 1].")
 
 
 class CategoryTag(_Model):
