@@ -70,11 +70,11 @@ def _pg_available() -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def pg_schema_url() -> Iterator[str]:
-    """A fresh schema in the machine's PostgreSQL, dropped at the end of the session."""
+@contextmanager
+def private_schema(prefix: str = "t") -> Iterator[str]:
+    """The SQLAlchemy URL of a new schema in the machine's PostgreSQL, dropped afterwards."""
     require(_pg_available(), f"PostgreSQL at {PG_DSN}")
-    schema = f"t_{uuid.uuid4().hex[:10]}"
+    schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(PG_DSN, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
     url = PG_DSN.replace("postgresql://", "postgresql+psycopg://", 1)
@@ -83,6 +83,13 @@ def pg_schema_url() -> Iterator[str]:
     finally:
         with psycopg.connect(PG_DSN, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture(scope="session")
+def pg_schema_url() -> Iterator[str]:
+    """A fresh schema in the machine's PostgreSQL, dropped at the end of the session."""
+    with private_schema() as url:
+        yield url
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
