@@ -256,7 +256,7 @@ class ProcessorSettings(CommonSettings):
     model_poll_seconds: float = Field(
         default=10.0, gt=0, le=60, description="How often the processor looks for a newly activated model.")
     sentiment_score_weight: float = Field(
-        default=1.0, ge=0.0, le=5.0,
+        default=0.0, ge=0.0, le=5.0,
         description="Weight of a record's own NPS/CSAT/stars in its sentiment label when it has both a score "
         "and a text (0: the text alone; docs/evaluation.md measures the choice).")
 
