@@ -8,7 +8,6 @@ service never answers 500 for anything a client sent.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import inspect
 import json
 import re
@@ -99,7 +98,7 @@ def create_app(settings: HttpSettings, publisher: Publisher | AsyncPublisher | N
     only need ``publish_async`` and ``ready_async``.
     """
     customer_key = settings.customer_key()
-    tokens = [t.get_secret_value().encode() for t in settings.api_tokens]
+    tokens = security.parse_api_tokens([t.get_secret_value() for t in settings.api_tokens])
     form_limiter = security.FormRateLimiter(settings.form_rate_limit, settings.trust_proxy)
     state: dict[str, Publisher | AsyncPublisher] = {}
 
@@ -302,13 +301,7 @@ def create_app(settings: HttpSettings, publisher: Publisher | AsyncPublisher | N
         """One feedback record or an array of them, validated against the published schema."""
         metrics.RECEIVED.labels("event").inc()
         try:
-            if tokens:
-                auth = request.headers.get("authorization", "")
-                given = auth[7:].strip().encode() if auth.lower().startswith("bearer ") else b""
-                # compare against every token so timing does not reveal which one nearly matched
-                if not any([hmac.compare_digest(given, t) for t in tokens]) or not given:
-                    raise ApiError(401, "unauthorized", "a valid bearer token is required",
-                                   headers={"WWW-Authenticate": "Bearer"})
+            token = security.authenticate(request.headers.get("authorization", ""), tokens)
             if not is_json(media_type(request)):
                 raise ApiError(415, "unsupported_media_type", "send application/json")
             body = await read_limited(request, settings.max_body_bytes, settings.body_timeout_seconds)
@@ -322,7 +315,7 @@ def create_app(settings: HttpSettings, publisher: Publisher | AsyncPublisher | N
             if len(items) > settings.max_records_per_request:
                 raise ApiError(413, "too_many_records",
                                f"at most {settings.max_records_per_request} records per request")
-            records = [validate_event(i, item, settings.max_record_bytes) for i, item in enumerate(items)]
+            records = [validate_event(i, item, settings.max_record_bytes, token) for i, item in enumerate(items)]
             await publish(records, "event")
         except ApiError as exc:
             return reject("event", exc)
@@ -365,13 +358,14 @@ def _serve_directly(app: FastAPI, routes: list[Any], paths: frozenset[str]) -> N
     app.router.routes[:0] = direct
 
 
-def validate_event(index: int, item: Any, max_bytes: int) -> FeedbackRecord:
+def validate_event(index: int, item: Any, max_bytes: int, token: security.ApiToken | None = None) -> FeedbackRecord:
+    """One ``/v1/events`` record as ``token``'s caller may send it (see :func:`security.admit_event`)."""
     if not isinstance(item, dict):
         raise ApiError(422, "validation_failed", "each record must be a JSON object",
                        [{"index": index, "loc": [], "msg": "not an object"}])
     if len(json.dumps(item, ensure_ascii=False).encode()) > max_bytes:
         raise ApiError(413, "record_too_large", f"record {index} exceeds {max_bytes} bytes")
-    item = {**item, "received_at": utcnow()}
+    item = {**security.admit_event(index, item, token), "received_at": utcnow()}
     try:
         return FeedbackRecord.model_validate(item)
     except ValidationError as exc:

@@ -1,16 +1,23 @@
-"""Protections of the public HTTP surface: rate limits, CORS allow-list, security headers, header limits.
+"""Protections of the public HTTP surface: API tokens, rate limits, CORS allow-list, security headers.
 
 Guarantees: a client over its form rate gets ``429`` with ``Retry-After``; a request with too many
 headers gets ``431``; every response carries ``nosniff``/referrer/permissions headers and HTML pages
 a strict Content-Security-Policy whose only inline style is the nonce'd one of our templates;
-cross-origin browser calls are allowed only from ``FEEDBACK_CORS_ORIGINS``.
+cross-origin browser calls are allowed only from ``FEEDBACK_CORS_ORIGINS``. A ``/v1/events`` record
+can only speak for its caller (:func:`admit_event`): ``source=event`` or a source its token allows,
+a ``source_ref`` in the token's namespace, no ticket state, and the caller's ``origin``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import math
+import re
 import secrets
 import time
+from dataclasses import dataclass, field
+from typing import Any, get_args
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -23,6 +30,98 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from connectors.http.errors import ApiError, error_body
 from pipeline import metrics
 from pipeline.config import HttpSettings
+from pipeline.errors import ConfigError
+from pipeline.schema import Source
+
+TOKEN_NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+SOURCES = frozenset(get_args(Source))
+#: Attributes that carry a support ticket's state into the ``tickets`` table: only the ticket
+#: connectors (their webhooks and pollers) may send them, never ``/v1/events``.
+TICKET_STATE_PREFIX = "ticket_"
+TICKET_STATE_KEYS = frozenset({"csat_raw", "csat_has_comment"})
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    """One ``FEEDBACK_API_TOKENS`` entry: ``token``, ``name:token`` or ``name:token:source1|source2``.
+
+    Guarantees: ``origin`` names the caller on every record it sends (``event:<name>``; an unnamed
+    token ``event:token-<12 hex digits of its SHA-256>``, stable and not the token); a named token's
+    ``source_ref`` values live in its own namespace (``<name>:<source_ref>``); ``sources`` are the
+    sources besides ``event`` it may send.
+    """
+
+    secret: bytes = field(repr=False)
+    name: str | None = None
+    sources: frozenset[str] = frozenset()
+
+    @property
+    def origin(self) -> str:
+        if self.name:
+            return f"event:{self.name}"
+        return "event:token-" + hashlib.sha256(self.secret).hexdigest()[:12]
+
+
+def parse_api_tokens(values: list[str]) -> list[ApiToken]:
+    """The tokens of ``FEEDBACK_API_TOKENS``; a malformed entry raises ConfigError naming the variable."""
+    tokens: list[ApiToken] = []
+    for position, value in enumerate(values, 1):
+        parts = value.split(":")
+        if len(parts) == 1:
+            tokens.append(ApiToken(parts[0].encode()))
+            continue
+        if len(parts) > 3 or not TOKEN_NAME.match(parts[0]) or not parts[1]:
+            raise ConfigError(f"FEEDBACK_API_TOKENS: entry {position} is not 'token', 'name:token' or "
+                              "'name:token:source1|source2' (a name of 1-40 letters, digits, '-' or '_')")
+        sources = frozenset(s.strip() for s in parts[2].split("|") if s.strip()) if len(parts) == 3 else frozenset()
+        if not sources <= SOURCES:
+            raise ConfigError(f"FEEDBACK_API_TOKENS: entry {position} ({parts[0]}) names unknown sources "
+                              f"{sorted(sources - SOURCES)}; known: {sorted(SOURCES)}")
+        tokens.append(ApiToken(parts[1].encode(), parts[0], sources - {"event"}))
+    names = [t.name for t in tokens if t.name]
+    if len(names) != len(set(names)):
+        raise ConfigError("FEEDBACK_API_TOKENS: two tokens have the same name")
+    return tokens
+
+
+def authenticate(authorization: str, tokens: list[ApiToken]) -> ApiToken | None:
+    """The token of a ``Bearer`` header (None when no tokens are configured), or ApiError 401.
+
+    Every token is compared (in constant time) so that timing does not reveal which one nearly matched."""
+    if not tokens:
+        return None
+    given = authorization[7:].strip().encode() if authorization.lower().startswith("bearer ") else b""
+    matches = [hmac.compare_digest(given, t.secret) for t in tokens]
+    if not given or not any(matches):
+        raise ApiError(401, "unauthorized", "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+    return tokens[matches.index(True)]
+
+
+def admit_event(index: int, item: dict[str, Any], token: ApiToken | None) -> dict[str, Any]:
+    """``item`` as its caller may send it, or ApiError 403/422: ``source`` is ``event`` or one the token
+    allows; no ticket-state attribute; no client-chosen ``origin``; a named token's ``source_ref``
+    prefixed with its name; ``origin`` set to the caller's."""
+    source = item.get("source", "event")
+    if source != "event" and (token is None or source not in token.sources):
+        raise ApiError(403, "source_not_allowed", f"record {index}: this client may not send source {source!r}"[:300],
+                       [{"index": index, "loc": ["source"], "msg": "source not allowed for this token"}])
+    if "origin" in item:
+        raise ApiError(422, "validation_failed", "a record does not follow the schema",
+                       [{"index": index, "loc": ["origin"], "msg": "set by the service, not by a client"}])
+    attributes = item.get("attributes")
+    if isinstance(attributes, dict):
+        state = sorted(k for k in attributes if isinstance(k, str) and (
+            k.startswith(TICKET_STATE_PREFIX) or k in TICKET_STATE_KEYS))
+        if state:
+            raise ApiError(403, "ticket_state_not_allowed", "ticket state comes only from the ticket connectors",
+                           [{"index": index, "loc": ["attributes", k], "msg": "not allowed"} for k in state[:10]])
+    item = dict(item)
+    if token is not None:
+        item["origin"] = token.origin
+        ref = item.get("source_ref")
+        if token.name and isinstance(ref, str):
+            item["source_ref"] = f"{token.name}:{ref.strip()}"
+    return item
 
 
 class FormRateLimiter:
