@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import typer
+from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
 from pipeline import cli
@@ -65,12 +66,15 @@ def settings_class(cmd: Any) -> type[BaseSettings]:
 
 
 def env_names(cls: type[BaseSettings]) -> set[str]:
-    """Every environment variable the class reads (prefix + field name, or the field's alias)."""
+    """Every environment variable the class reads (prefix + field name, or the field's aliases)."""
     prefix = str(cls.model_config.get("env_prefix", ""))
     names = set()
     for field_name, field in cls.model_fields.items():
-        alias = field.validation_alias if isinstance(field.validation_alias, str) else None
-        names.add((alias or prefix + field_name).upper())
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):  # e.g. metrics_port: FEEDBACK_METRICS_PORT and the former name
+            names.update(str(choice).upper() for choice in alias.choices if isinstance(choice, str))
+        else:
+            names.add((alias if isinstance(alias, str) else prefix + field_name).upper())
     return names
 
 
