@@ -222,6 +222,8 @@ class HttpSettings(CommonSettings):
     freshdesk_webhook_token: SecretStr | None = Field(default=None, description="Token Freshdesk sends.")
     jira_webhook_token: SecretStr | None = Field(default=None, description="Jira webhook secret / token.")
     generic_webhook_secret: SecretStr | None = Field(default=None, description="HMAC key of /webhooks/generic.")
+    typeform_webhook_secret: SecretStr | None = Field(
+        default=None, description="Typeform webhook secret(s) of /webhooks/typeform (comma-separated: one per form).")
     webhook_tolerance_seconds: int = Field(default=300, ge=1, le=86_400,
                                            description="Largest accepted age of a signed timestamp.")
     webhook_max_body_bytes: int = Field(default=1024 * 1024, ge=1024, description="Largest webhook body.")

@@ -33,6 +33,8 @@ from starlette.routing import Route
 from connectors.http import security
 from connectors.http.errors import ApiError, error_body, is_json, media_type
 from connectors.http.forms import FormSubmission, parse_form_body
+from connectors.http.webhooks import create_router as create_webhook_router
+from connectors.http.webhooks import webhook_paths
 from pipeline import metrics
 from pipeline.async_publisher import AsyncPublisher
 from pipeline.config import HttpSettings
@@ -188,7 +190,7 @@ def create_app(settings: HttpSettings, publisher: Publisher | AsyncPublisher | N
                            headers={"Retry-After": str(int(exc.retry_after or 2))}) from exc
         metrics.ACCEPTED.labels(source).inc(len(records))
 
-    app.state.publish = publish  # the webhook routes (connectors.tickets.webhooks) publish through it too
+    app.state.publish = publish  # the webhook routes (connectors.http.webhooks) publish through it too
 
     # -- health and metrics -------------------------------------------------------------------
     @app.get("/healthz", tags=["operations"])
@@ -322,9 +324,7 @@ def create_app(settings: HttpSettings, publisher: Publisher | AsyncPublisher | N
         return JSONResponse({"accepted": len(records), "feedback_ids": [str(r.feedback_id) for r in records]},
                             status_code=202)
 
-    from connectors.tickets.webhooks import create_router as ticket_webhooks  # imports read_limited from here
-
-    webhooks = ticket_webhooks(settings)
+    webhooks = create_webhook_router(settings, read_limited)  # every registered feedback.webhooks source
     app.include_router(webhooks)
     _serve_directly(app, [*app.router.routes, *webhooks.routes], HOT_PATHS)
     app.openapi_schema = None
@@ -333,8 +333,7 @@ def create_app(settings: HttpSettings, publisher: Publisher | AsyncPublisher | N
 
 
 #: The high-volume POST routes: served by plain Starlette routes (see :func:`_serve_directly`).
-HOT_PATHS = frozenset({"/v1/events", "/webhooks/zendesk", "/webhooks/freshdesk", "/webhooks/jira",
-                       "/webhooks/generic"})
+HOT_PATHS = frozenset({"/v1/events", *webhook_paths()})
 
 
 def _serve_directly(app: FastAPI, routes: list[Any], paths: frozenset[str]) -> None:

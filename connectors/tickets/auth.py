@@ -1,4 +1,4 @@
-"""Authenticity checks of the webhook routes; each failure is an ``ApiError(401)`` with its reason.
+"""Authenticity checks of the webhook sources; each failure is a ``WebhookRejected`` (401) with its reason.
 
 - Zendesk: ``X-Zendesk-Webhook-Signature`` = base64(HMAC-SHA256(secret, timestamp + body)) with
   ``X-Zendesk-Webhook-Signature-Timestamp`` (ISO 8601) no older than the tolerance.
@@ -21,12 +21,12 @@ import hmac
 import time
 from collections.abc import Mapping, Sequence
 
-from connectors.http.errors import ApiError
 from connectors.tickets.model import parse_time
+from pipeline.webhooks import WebhookRejected
 
 
-def _unauthorized(reason: str, message: str) -> ApiError:
-    return ApiError(401, reason, message)
+def _unauthorized(reason: str, message: str) -> WebhookRejected:
+    return WebhookRejected(reason, message, 401)
 
 
 def check_fresh(stamp: str, tolerance: int, now: float | None = None) -> None:

@@ -27,6 +27,7 @@ from lxml import html as lxml_html
 
 from pipeline.errors import RecordError
 from pipeline.schema import MAX_TEXT_CHARS, TICKET_STATE_EVENT, FeedbackRecord, customer_ref, utcnow
+from pipeline.webhooks import Mapped
 
 SYSTEMS = ("zendesk", "freshdesk", "jira", "generic")
 
@@ -124,18 +125,6 @@ class Ticket:
         attrs.update(self.extra)
         attrs.update(extra)
         return {k: v for k, v in attrs.items() if v is not None}
-
-
-@dataclass
-class Mapped:
-    """The records a payload yields plus the reasons of the items it skipped (each counted)."""
-
-    records: list[FeedbackRecord] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-
-    def extend(self, other: Mapped) -> None:
-        self.records.extend(other.records)
-        self.skipped.extend(other.skipped)
 
 
 @dataclass

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from connectors.http.errors import ApiError
 from connectors.tickets import auth
+from pipeline.webhooks import WebhookRejected
 
 SECRET = b"dGhpc19zZWNyZXRfaXNfZm9yX3Rlc3Rpbmdfb25seQ=="
 BODY = b'{"type":"zen:event-type:ticket.created","detail":{"id":"1"}}'
@@ -25,7 +25,7 @@ def zendesk_headers(body: bytes = BODY, secret: bytes = SECRET, at: float | None
 
 
 def reason_of(fn: object, *args: object, **kwargs: object) -> str:
-    with pytest.raises(ApiError) as err:
+    with pytest.raises(WebhookRejected) as err:
         fn(*args, **kwargs)  # type: ignore[operator]
     assert err.value.status == 401
     return err.value.error
@@ -90,18 +90,19 @@ def test_jira_hub_signature() -> None:
                      hub=True) == "bad_signature"
 
 
-def test_route_without_a_secret_is_disabled_with_503() -> None:
+def test_route_without_a_secret_answers_404() -> None:
     import asyncio
 
     import httpx
     from fastapi import FastAPI
 
-    from connectors.tickets.webhooks import create_router
+    from connectors.http.app import read_limited
+    from connectors.http.webhooks import create_router
     from pipeline import metrics
     from pipeline.config import HttpSettings
 
     app = FastAPI()
-    app.include_router(create_router(HttpSettings(customer_hash_key="k", jira_webhook_token="t")))
+    app.include_router(create_router(HttpSettings(customer_hash_key="k", jira_webhook_token="t"), read_limited))
     before = metrics.REJECTED.labels("zendesk_webhook", "webhook_not_configured")._value.get()
 
     async def calls() -> tuple[httpx.Response, httpx.Response]:
@@ -110,7 +111,7 @@ def test_route_without_a_secret_is_disabled_with_503() -> None:
                     await client.post("/webhooks/jira", json={}))
 
     zendesk, jira = asyncio.run(calls())
-    assert zendesk.status_code == 503 and zendesk.json()["error"] == "webhook_not_configured"
+    assert zendesk.status_code == 404 and zendesk.json()["error"] == "webhook_not_configured"
     assert "FEEDBACK_ZENDESK_WEBHOOK_SECRET" in zendesk.json()["message"]
     assert jira.status_code == 401 and jira.json()["error"] == "missing_token"  # configured: checked
     assert metrics.REJECTED.labels("zendesk_webhook", "webhook_not_configured")._value.get() == before + 1

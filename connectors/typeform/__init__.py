@@ -1,0 +1,1 @@
+"""Typeform: survey responses from Typeform's webhooks (``POST /webhooks/typeform``)."""
