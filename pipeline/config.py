@@ -193,6 +193,8 @@ class HttpSettings(CommonSettings):
     api_tokens: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, description="Bearer tokens for /v1/events (comma-separated); empty: open."
     )
+    allow_anonymous_events: bool = Field(
+        default=False, description="Serve /v1/events without tokens on a non-loopback address (else refused).")
     max_record_bytes: int = Field(default=64 * 1024, ge=1024)
     max_records_per_request: int = Field(default=500, ge=1, le=10_000)
     publish_timeout_seconds: float = Field(default=10.0, gt=0)

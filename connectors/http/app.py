@@ -101,6 +101,7 @@ def create_app(settings: HttpSettings, publisher: Publisher | AsyncPublisher | N
     """
     customer_key = settings.customer_key()
     tokens = security.parse_api_tokens([t.get_secret_value() for t in settings.api_tokens])
+    security.check_exposure(settings.http_host, tokens, settings.allow_anonymous_events)
     form_limiter = security.FormRateLimiter(settings.form_rate_limit, settings.trust_proxy)
     state: dict[str, Publisher | AsyncPublisher] = {}
 

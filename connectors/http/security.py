@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import math
 import re
 import secrets
@@ -67,6 +68,8 @@ def parse_api_tokens(values: list[str]) -> list[ApiToken]:
     tokens: list[ApiToken] = []
     for position, value in enumerate(values, 1):
         parts = value.split(":")
+        if "change-me" in value.lower():
+            raise ConfigError(f"FEEDBACK_API_TOKENS: entry {position} is still the placeholder; set a real token")
         if len(parts) == 1:
             tokens.append(ApiToken(parts[0].encode()))
             continue
@@ -82,6 +85,27 @@ def parse_api_tokens(values: list[str]) -> list[ApiToken]:
     if len(names) != len(set(names)):
         raise ConfigError("FEEDBACK_API_TOKENS: two tokens have the same name")
     return tokens
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` is reachable only from this machine (``localhost``, ``127.0.0.0/8``, ``::1``)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: assume others can reach it
+
+
+def check_exposure(host: str, tokens: list[ApiToken], allow_anonymous: bool) -> None:
+    """Refuse (ConfigError) to serve ``/v1/events`` to anyone on a non-loopback address without tokens,
+    unless anonymous events were allowed explicitly."""
+    if tokens or allow_anonymous or is_loopback(host):
+        return
+    raise ConfigError(
+        f"FEEDBACK_API_TOKENS is not set while the HTTP service listens on {host!r}, where other machines "
+        "can reach it: /v1/events would accept records from anyone. Set FEEDBACK_API_TOKENS (see "
+        "docs/security.md), or FEEDBACK_ALLOW_ANONYMOUS_EVENTS=true to accept anonymous events on purpose.")
 
 
 def authenticate(authorization: str, tokens: list[ApiToken]) -> ApiToken | None:

@@ -21,7 +21,7 @@ DEPLOY = ROOT / "deploy"
 COMPOSE = DEPLOY / "docker-compose.yml"
 ENV_EXAMPLE = DEPLOY / ".env.example"
 REQUIRED_SECRETS = {"POSTGRES_PASSWORD": "pw-for-test", "FEEDBACK_CUSTOMER_HASH_KEY": "key-for-test",
-                    "GRAFANA_ADMIN_PASSWORD": "admin-for-test"}
+                    "GRAFANA_ADMIN_PASSWORD": "admin-for-test", "FEEDBACK_API_TOKENS": "ingest:tok-for-test"}
 SECRETISH = re.compile(r"PASSWORD|SECRET|TOKEN|_KEY$|WEBHOOK_URL")
 
 
