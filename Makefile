@@ -35,7 +35,7 @@ run: $(STAMP)
 KAFKA_TESTS ?= tests/integration/test_spine.py tests/integration/test_chaos.py tests/integration/test_scale_out.py \
 	tests/integration/test_faults.py tests/integration/test_signals_pipeline.py tests/integration/test_alert_sink.py \
 	tests/integration/test_tickets_poller.py tests/integration/test_email_imap.py tests/integration/test_backfill.py \
-	tests/integration/test_kafka_failover.py
+	tests/integration/test_kafka_failover.py tests/integration/test_up.py
 KAFKA_COMPAT_VERSION ?= 3.9.1
 test: $(DEV_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

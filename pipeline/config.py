@@ -238,6 +238,9 @@ class ProcessorSettings(CommonSettings):
     neutral_band: float = Field(default=0.1, ge=0.0, lt=1.0)
     dedupe_window: int = Field(default=100_000, ge=0, description="Recent items remembered for dedupe.")
     processor_batch: int = Field(default=500, ge=1)
+    processor_worker: int = Field(
+        default=0, ge=0, description="Index of this worker among several on one machine (feedback up sets it); "
+        "each keeps its faust state in its own folder.")
     metrics_port: int = metrics_port_field(9101, "FEEDBACK_PROCESSOR_METRICS_PORT")
 
     @property
@@ -350,6 +353,14 @@ class UpSettings(HttpSettings, ProcessorSettings, SinkSettings):
     is FEEDBACK_DATA_DIR, else the nearest project file, else ./data: never the user file, which it writes."""
 
     reads_user_location: ClassVar[bool] = False
+    processor_workers: int = Field(
+        default=0, ge=0, le=64,
+        description="Processor workers `feedback up` runs in one consumer group; 0: one per CPU core. Worker n "
+        "(n >= 1) serves its metrics on the processor metrics port + 100 n (9201, 9301, ...).")
+
+    @property
+    def processor_worker_count(self) -> int:
+        return self.processor_workers or max(1, os.cpu_count() or 1)
 
 
 S = TypeVar("S", bound=BaseSettings)

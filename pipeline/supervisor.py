@@ -39,11 +39,12 @@ class Child:
     restarts: int = 0
     next_start: float = 0.0
     backoff: float = field(default=1.0)
+    env: dict[str, str] = field(default_factory=dict)  # this child's own settings on top of the shared ones
 
     def start(self, env: dict[str, str]) -> None:
         out = open(self.log_file, "ab") if self.log_file else None  # noqa: SIM115
         self.proc = subprocess.Popen(
-            self.argv, env=env, start_new_session=True, preexec_fn=_die_with_parent,
+            self.argv, env={**env, **self.env}, start_new_session=True, preexec_fn=_die_with_parent,
             stdout=out, stderr=subprocess.STDOUT if out else None,
         )
         self.started_at = time.monotonic()
@@ -72,8 +73,22 @@ class Supervisor:
         # the components register their children (pipeline/plugins.py, entry points "feedback.services"):
         # today the warehouse sink, the processor, the alert sink, HTTP, and e-mail when FEEDBACK_IMAP_HOST is set
         self.services = plugins.services()
-        self.children += [Child(name, [*me, *service.args]) for name, service in self.services]
+        for name, service in self.services:
+            if name == "processor":  # several workers in one consumer group (FEEDBACK_PROCESSOR_WORKERS)
+                self.children += self._processor_workers([*me, *service.args])
+            else:
+                self.children.append(Child(name, [*me, *service.args]))
         self._stopping = False
+
+    def _processor_workers(self, argv: list[str]) -> list[Child]:
+        """Worker 0 keeps today's name and port; worker n serves its metrics on that port + 100 n (9201, 9301 ...)."""
+        from pipeline.config import ProcessorSettings, load
+
+        base = load(ProcessorSettings).metrics_port
+        return [Child("processor" if n == 0 else f"processor-{n}", argv,
+                      env={} if n == 0 else {"FEEDBACK_PROCESSOR_WORKER": str(n),
+                                             "FEEDBACK_PROCESSOR_METRICS_PORT": str(base + 100 * n)})
+                for n in range(self.settings.processor_worker_count)]
 
     @staticmethod
     def _broker_command(settings: UpSettings) -> list[str]:

@@ -53,7 +53,8 @@ def create_app(settings: ProcessorSettings) -> faust.App:
         key_serializer="raw",
         web_enabled=False,
         store="memory://",
-        datadir=str(settings.data_dir / "faust"),
+        datadir=str(settings.data_dir / "faust" / str(settings.processor_worker) if settings.processor_worker
+                    else settings.data_dir / "faust"),
     )
     raw = app.topic(topics.raw, key_type=bytes, value_type=bytes, value_serializer="raw",
                     key_serializer="raw", partitions=settings.topic_partitions)

@@ -85,3 +85,68 @@ def test_up_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
     assert "already exists" not in output, "the sinks raced to migrate a new warehouse"  # migrated once, first
     for child in children:
         assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, f"orphan: {child}"
+
+
+@pytest.mark.kafka_only
+def test_up_on_apache_kafka_keeps_its_data_across_restarts(tmp_path: Path) -> None:
+    """FEEDBACK_EMBEDDED_BROKER=kafka: a durable single-machine deployment with two processor workers."""
+    from kafka import KafkaConsumer
+
+    broker_port, http_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDBACK_")}
+    env.update({
+        "FEEDBACK_EMBEDDED_BROKER": "kafka",
+        "FEEDBACK_PROCESSOR_WORKERS": "2",
+        "FEEDBACK_HTTP_PORT": str(http_port),
+        "FEEDBACK_EMBEDDED_BROKER_PORT": str(broker_port),
+        "FEEDBACK_PROCESSOR_METRICS_PORT": str(free_port()),
+        "FEEDBACK_SINK_METRICS_PORT": str(free_port()),
+        "FEEDBACK_ALERT_METRICS_PORT": str(free_port()),
+    })
+    db = tmp_path / "data" / "warehouse.db"
+
+    def rows(ref: str) -> int:
+        if not db.exists():
+            return 0
+        with sqlite3.connect(db) as conn:
+            try:
+                return int(conn.execute("select count(*) from feedback where source_ref = ?", (ref,)).fetchone()[0])
+            except sqlite3.OperationalError:
+                return 0
+
+    def raw_records() -> int:
+        consumer = KafkaConsumer(bootstrap_servers=f"127.0.0.1:{broker_port}")
+        try:
+            parts = [p for p in consumer.partitions_for_topic("feedback.raw") or ()]
+            from kafka import TopicPartition
+
+            ends = consumer.end_offsets([TopicPartition("feedback.raw", p) for p in parts])
+            return sum(ends.values())
+        finally:
+            consumer.close()
+
+    def run_once(ref: str) -> tuple[list[str], int]:
+        log = open(tmp_path / "up.log", "ab")  # noqa: SIM115
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline", "up"], cwd=tmp_path, env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: port_open("127.0.0.1", http_port), 180, what="http service")
+            names = [" ".join(c.cmdline()) for c in psutil.Process(proc.pid).children(recursive=True)]
+            r = httpx.post(f"http://127.0.0.1:{http_port}/v1/events", json={"source_ref": ref, "text": "Late again"},
+                           timeout=60)
+            assert r.status_code == 202, r.text
+            wait_for(lambda: rows(ref) == 1, 180, what=f"row {ref}")
+            return names, raw_records()
+        finally:
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait(timeout=90)
+            log.close()
+            assert code == 0, (tmp_path / "up.log").read_text(errors="replace")[-3000:]
+
+    names, first_count = run_once("first")
+    assert any("kafka.Kafka" in n for n in names), names  # Apache Kafka, not Tansu
+    assert sum(n.endswith("pipeline process") for n in names) == 2, names
+    assert first_count >= 1
+    _, second_count = run_once("second")
+    assert second_count >= first_count + 1  # the broker kept the first run's records
+    assert not port_open("127.0.0.1", broker_port)  # stopped with feedback up
