@@ -119,9 +119,10 @@ def sink_alerts() -> None:
     run(settings)
 
 
-from sinks.alerts.commands import alerts_app  # noqa: E402
+from sinks.alerts.commands import alerts_app, backtest_command  # noqa: E402
 
 app.add_typer(alerts_app, name="alerts")
+app.command("backtest")(backtest_command)
 
 
 @connector_app.command("zendesk")

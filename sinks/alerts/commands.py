@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -158,3 +159,49 @@ def alerts_test(
         for c in configured.values():
             c.close()
     typer.echo(f"{channel}: delivered")
+
+
+def backtest_command(
+    data: Annotated[Path | None, typer.Option("--data", help="CSV or JSON-lines file: text, event_time, ...")]
+    = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="csv | jsonl (default: from the file name)")] = None,
+    from_warehouse: Annotated[bool, typer.Option("--from-warehouse", help="Replay the stored feedback.")] = False,
+    since: Annotated[str | None, typer.Option("--since", help="With --from-warehouse: YYYY-MM-DD.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object: incidents, windows_judged, scopes.")]
+    = False,
+) -> None:
+    """Replay feedback through the enrichment, windows and detector offline; print the incidents it would open."""
+    from pipeline.config import AlertSettings
+    from sinks.alerts import backtest
+
+    if fmt not in (None, "csv", "jsonl"):
+        raise ConfigError("--format must be csv or jsonl")
+    if (data is None) == (not from_warehouse):
+        raise ConfigError("give either --data FILE or --from-warehouse --since DATE")
+    settings = load(AlertSettings)
+    try:
+        if data is not None:
+            records, categories = backtest.load_file(data, fmt)
+            result = backtest.run_records(records, categories, settings)
+        else:
+            if not since:
+                raise ConfigError("--from-warehouse needs --since YYYY-MM-DD")
+            try:
+                start = datetime.fromisoformat(since).replace(tzinfo=UTC)
+            except ValueError:
+                raise ConfigError(f"--since {since!r} is not a date (YYYY-MM-DD)") from None
+            result = backtest.run_warehouse(_engine(), start, settings)
+    except backtest.InputError as exc:
+        typer.echo(f"{data}: cannot replay this file:\n{exc}", err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps(result.to_json()))
+        return
+    typer.echo(f"{result.records:,} records ({result.rejected} refused by the enrichment), "
+               f"{result.windows_judged:,} windows judged over {result.scopes} scopes: "
+               f"{len(result.incidents)} incident(s)")
+    for i in result.incidents:
+        typer.echo(f"\n{i.started_at:%Y-%m-%d %H:%M}  {i.severity:<8} {i.driver_scope_type}={i.driver_scope_value}  "
+                   f"[{', '.join(i.signals)}]  {len(i.alerts)} alert(s)\n  {i.summary}")
+        for e in i.examples[:3]:
+            typer.echo(f"    “{e[:160]}”")

@@ -226,23 +226,46 @@ def _refresh(conn: Connection, incident_id: uuid.UUID, scope: Scope | None, now:
         _history(conn, incident_id, "escalated", "detector", now, key=f"escalated|{severity}")
 
 
+def _match(conn: Connection, opened: Opened, driver: Driver,
+           excess: dict[Scope, Excess]) -> tuple[uuid.UUID | None, bool]:
+    """The active incident a new alert belongs to (and whether its driver changes), or None.
+
+    Joined: the incident has the same driver; or its driver, no broader than the alert's scope,
+    explains at least half of the alert scope's excess over the incident's span (or the alert's scope
+    has no excess negatives at all, e.g. a mean-sentiment alert, and one incident is active).
+    Re-driven: the new driver is more specific than the incident's and explains half of its excess.
+    """
+    a = opened.alert
+    scope = (a.scope_type, a.scope_value)
+    active = _active_incidents(conn)
+    for inc in active:
+        current = (inc.driver_scope_type, inc.driver_scope_value)
+        if current == driver.scope:
+            return inc.incident_id, False
+        mine, theirs = excess.get(driver.scope), excess.get(current)
+        if (RANK.get(current[0], 0) < RANK.get(driver.scope[0], 0) and mine is not None and theirs is not None
+                and theirs.excess > 0 and mine.excess >= EXPLAINS * theirs.excess):
+            return inc.incident_id, True
+    for inc in active:
+        current = (inc.driver_scope_type, inc.driver_scope_value)
+        if RANK.get(current[0], 0) < RANK.get(scope[0], 0):
+            continue
+        start = min(utc(inc.started_at) or opened.started_at, opened.started_at)
+        span = excess_by_scope(conn, opened.window_seconds, start, a.window_end)
+        own, theirs = span.get(scope), span.get(current)
+        if own is not None and theirs is not None and own.excess > 0 and theirs.excess >= EXPLAINS * own.excess:
+            return inc.incident_id, False
+    if len(active) == 1 and (excess.get(scope) is None or excess[scope].excess <= 0):
+        return active[0].incident_id, False
+    return None, False
+
+
 def attach(conn: Connection, opened: Opened, now: datetime) -> uuid.UUID:
     """Put a newly opened alert into its incident (joined, re-driven or new); returns the incident id."""
     a = opened.alert
     excess = excess_by_scope(conn, opened.window_seconds, opened.started_at, a.window_end)
     driver = choose_driver(excess, (a.scope_type, a.scope_value))
-    target: uuid.UUID | None = None
-    redrive = False
-    for inc in _active_incidents(conn):
-        current = (inc.driver_scope_type, inc.driver_scope_value)
-        if current == driver.scope:
-            target = inc.incident_id
-            break
-        mine, theirs = excess.get(driver.scope), excess.get(current)
-        if (RANK.get(current[0], 0) < RANK.get(driver.scope[0], 0) and mine is not None and theirs is not None
-                and theirs.excess > 0 and mine.excess >= EXPLAINS * theirs.excess):
-            target, redrive = inc.incident_id, True
-            break
+    target, redrive = _match(conn, opened, driver, excess)
     if target is None:
         target = uuid.uuid5(INCIDENT_NAMESPACE, str(a.alert_id))
         if conn.execute(select(INC.c.incident_id).where(INC.c.incident_id == target)).first() is not None:
