@@ -263,9 +263,10 @@ class ProcessorSettings(CommonSettings):
     model_poll_seconds: float = Field(
         default=10.0, gt=0, le=60, description="How often the processor looks for a newly activated model.")
     sentiment_score_weight: float = Field(
-        default=0.0, ge=0.0, le=5.0,
+        default=1.0, ge=0.0, le=5.0,
         description="Weight of a record's own NPS/CSAT/stars in its sentiment label when it has both a score "
-        "and a text (0: the text alone; docs/evaluation.md measures the choice).")
+        "and a text (0: the text alone; 1 measured +4.7 to +7.6 macro-F1 points over the text alone, "
+        "docs/evaluation.md).")
 
     @property
     def models_path(self) -> Path:

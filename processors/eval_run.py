@@ -1,6 +1,6 @@
 """``make eval``: TextBlob alone, VADER alone and the shipped default on every evaluation set.
 
-Usage: ``python -m processors.eval_run [--cache DIR] [--tune] [--json FILE]``. It downloads the
+Usage: ``python -m processors.eval_run [--cache DIR] [--tune] [--json FILE] [--no-learning]``. It downloads the
 packages (:mod:`processors.eval_data`), splits each set into tune/report, optionally refits the
 ensemble on the tune splits (``--tune`` rewrites ``processors/sentiment_model.json``), and scores
 each analyzer on the report splits with :func:`processors.evaluation.evaluate`, the code
@@ -12,6 +12,9 @@ For the four VADER sets it also shows the data's own ceiling: how well *one huma
 with the mean of the other raters of the same sentence (:func:`human_agreement`), on the same
 report split and with the same three classes. A target above that level asks a model to agree with
 the raters' consensus better than a person does.
+
+Then (unless ``--no-learning``) :mod:`processors.eval_learning`: the learning curve of a model
+trained on weakly labelled rows against the shipped default, and the score next to the text.
 """
 
 from __future__ import annotations
@@ -160,9 +163,17 @@ def main(argv: list[str] | None = None) -> int:
         "FEEDBACK_EVAL_CACHE", Path(tempfile.gettempdir()) / "feedback-eval-data")))
     parser.add_argument("--tune", action="store_true", help="refit the ensemble on the tune splits first")
     parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
+    parser.add_argument("--no-learning", action="store_true",
+                        help="skip the learning curve and the score-next-to-text measurement")
     args = parser.parse_args(argv)
-    results = run(args.cache, args.tune, lambda m: print(m, file=sys.stderr, flush=True))
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    results = run(args.cache, args.tune, log)
     print(render(results))
+    if not args.no_learning:
+        from processors import eval_learning
+
+        results["learning"] = eval_learning.run(args.cache, log)
+        print(eval_learning.render(results["learning"]))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     return 0
