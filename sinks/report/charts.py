@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import zlib
 from dataclasses import dataclass
 from datetime import date
 
@@ -19,8 +20,8 @@ import matplotlib.pyplot as plt  # after choosing the backend
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from sinks.report.data import ReportData
-from sinks.report.sections import label
+from sinks.report.model import ReportData, label
+from sinks.report.stats import MIN_SAMPLE, Estimate
 
 INK = "#1f2933"
 MUTED = "#7b8794"
@@ -28,8 +29,19 @@ GRID = "#e4e7eb"
 BLUE = "#2f6fde"
 GREEN = "#1f9d55"
 RED = "#d64545"
-PALETTE = ["#2f6fde", "#f0a202", "#1f9d55", "#d64545", "#7c5cc4", "#12a4b6", "#e56b9b", "#9aa5b1"]
 TOP_CATEGORIES = 6
+#: A colour per known category, the same in every report; other names get one from a hash of the name.
+CATEGORY_COLOURS = {
+    "billing": "#2f6fde", "delivery": "#f0a202", "product_quality": "#1f9d55", "usability": "#7c5cc4",
+    "performance_reliability": "#d64545", "customer_support": "#12a4b6", "pricing": "#e56b9b",
+    "account_login": "#8d6e3f", "feature_request": "#5c7cfa", "praise": "#2b8a3e", "other": "#9aa5b1",
+}
+EXTRA_COLOURS = ["#495057", "#c2255c", "#0b7285", "#5f3dc4", "#e67700", "#2f9e44", "#364fc7", "#a61e4d"]
+
+
+def colour(category: str) -> str:
+    """The category's colour: fixed for the taxonomy's categories, stable (a hash of the name) for others."""
+    return CATEGORY_COLOURS.get(category) or EXTRA_COLOURS[zlib.crc32(category.encode()) % len(EXTRA_COLOURS)]
 
 
 @dataclass
@@ -81,59 +93,76 @@ def _ticks(ax: Axes, buckets: list[date], bucket: str) -> None:
     ax.set_xlim(-0.6, len(buckets) - 0.4)
 
 
-def nps_trend(data: ReportData) -> Chart:
-    title, caption = "Net Promoter Score", f"NPS per {data.bucket} (line; dotted: the whole period) and responses"
-    points = [data.trend[b].nps if b in data.trend else None for b in data.buckets]
-    if not any(p is not None for p in points):
-        return _empty("chart-nps", title, caption, "No NPS responses in this period")
+def _series(data: ReportData, estimate: str) -> tuple[list[Estimate | None], int]:
+    """Per bucket: the estimate when the bucket has enough responses, else None; and how many were hidden."""
+    out: list[Estimate | None] = []
+    hidden = 0
+    for b in data.buckets:
+        e = getattr(data.trend[b], estimate) if b in data.trend else None
+        if e is not None and e.enough:
+            out.append(e)
+        else:
+            hidden += int(e is not None and e.n > 0)
+            out.append(None)
+    return out, hidden
+
+
+def _band(ax: Axes, points: list[Estimate | None], colour_: str) -> tuple[list[int], list[float]]:
+    xs = [i for i, p in enumerate(points) if p is not None]
+    ok = [p for p in points if p is not None]
+    ys = [float(p.value) for p in ok if p.value is not None]
+    ax.fill_between(xs, [float(p.low or 0) for p in ok], [float(p.high or 0) for p in ok], color=colour_,
+                    alpha=0.15, linewidth=0, label="95% interval")
+    ax.plot(xs, ys, color=colour_, linewidth=2.2, marker="o", markersize=3.5)
+    return xs, ys
+
+
+def _counts(bars: Axes, counts: list[int], data: ReportData) -> None:
+    bars.bar(range(len(counts)), counts, color=["#c5d6f5" if c >= MIN_SAMPLE else "#e4e7eb" for c in counts],
+             width=0.7)
+    bars.axhline(MIN_SAMPLE, color=MUTED, linewidth=0.7, linestyle=":")
+    bars.set_ylabel("n", fontsize=8)
+    bars.set_yticks([0, max([*counts, MIN_SAMPLE])])
+    _ticks(bars, data.buckets, data.bucket)
+
+
+def _trend(data: ReportData, chart_id: str, title: str, what: str, estimate: str, counts_of: str,
+           colour_: str, limits: tuple[float, float], ylabel: str) -> Chart:
+    points, hidden = _series(data, estimate)
+    caption = (f"{what} per {data.bucket} with its 95% interval (band); bars: responses per {data.bucket} "
+               f"(grey, below {MIN_SAMPLE}: not drawn)")
+    if hidden:
+        caption += f"; {hidden} {data.bucket}(s) with too few responses left out"
+    if not any(points):
+        total = sum(getattr(k, counts_of) for k in data.trend.values())
+        return _empty(chart_id, title, caption, f"Not enough data: {total} responses in the period, "
+                      f"fewer than {MIN_SAMPLE} in every {data.bucket}")
     _style()
-    fig, (ax, bars) = plt.subplots(2, 1, figsize=(8.6, 3.3), dpi=100, sharex=True,
+    fig, (ax, bars) = plt.subplots(2, 1, figsize=(8.6, 3.0), dpi=100, sharex=True,
                                    gridspec_kw={"height_ratios": [4, 1], "hspace": 0.08})
     ax.grid(axis="y", color=GRID, linewidth=0.8)
     ax.set_axisbelow(True)
-    counts = [data.trend[b].nps_responses if b in data.trend else 0 for b in data.buckets]
-    bars.bar(range(len(counts)), counts, color="#c5d6f5", width=0.7)
-    bars.set_ylabel("responses", fontsize=8)
-    bars.set_yticks([0, max(counts)])
-    xs = [i for i, p in enumerate(points) if p is not None]
-    ys = [p for p in points if p is not None]
-    ax.plot(xs, ys, color=BLUE, linewidth=2.2, marker="o", markersize=3.5)
-    ax.fill_between(xs, ys, 0, color=BLUE, alpha=0.08)
-    ax.axhline(0, color=MUTED, linewidth=0.8)
-    low, high = min([*ys, 0]), max([*ys, 0])
-    pad = max(10.0, (high - low) * 0.15)
-    ax.set_ylim(max(-100, low - pad), min(100, high + pad))
-    ax.set_ylabel("NPS")
-    if data.current.nps is not None:
-        ax.axhline(data.current.nps, color=BLUE, linewidth=0.8, linestyle=":")
-        ax.annotate(f"period {data.current.nps:+.0f}", xy=(len(points) - 0.5, data.current.nps), fontsize=8,
-                    color=BLUE, ha="right", va="bottom")
-    _ticks(bars, data.buckets, data.bucket)
-    return Chart("chart-nps", title, caption, _uri(fig), True)
+    _band(ax, points, colour_)
+    shown = [p for p in points if p is not None]
+    low = min(float(p.low if p.low is not None else limits[0]) for p in shown)
+    high = max(float(p.high if p.high is not None else limits[1]) for p in shown)
+    pad = max(5.0, (high - low) * 0.15)
+    ax.set_ylim(max(limits[0], low - pad), min(limits[1], high + pad))
+    if ax.get_ylim()[0] < 0 < ax.get_ylim()[1]:
+        ax.axhline(0, color=MUTED, linewidth=0.8)
+    ax.set_ylabel(ylabel)
+    _counts(bars, [getattr(data.trend[b], counts_of) if b in data.trend else 0 for b in data.buckets], data)
+    return Chart(chart_id, title, caption, _uri(fig), True)
+
+
+def nps_trend(data: ReportData) -> Chart:
+    return _trend(data, "chart-nps", "Net Promoter Score", "NPS", "nps_estimate", "nps_responses", BLUE,
+                  (-100, 100), "NPS")
 
 
 def csat_trend(data: ReportData) -> Chart:
-    title, caption = "Customer satisfaction (CSAT)", f"Share of 4-5 ratings per {data.bucket} and the mean score"
-    pct = [data.trend[b].csat_pct if b in data.trend else None for b in data.buckets]
-    if not any(p is not None for p in pct):
-        return _empty("chart-csat", title, caption, "No CSAT ratings in this period")
-    fig, ax = _figure()
-    xs = [i for i, p in enumerate(pct) if p is not None]
-    ax.plot(xs, [p for p in pct if p is not None], color=GREEN, linewidth=2.2, marker="o", markersize=3.5,
-            label="% satisfied (4-5)")
-    ax.set_ylim(0, 105)
-    ax.set_ylabel("% satisfied")
-    mean_ax = ax.twinx()
-    means = [data.trend[b].csat_mean if b in data.trend else None for b in data.buckets]
-    mean_ax.plot(xs, [m for m in means if m is not None], color=MUTED, linewidth=1.2, linestyle="--",
-                 label="mean score (1-5)")
-    mean_ax.set_ylim(1, 5.2)
-    mean_ax.set_ylabel("mean score")
-    mean_ax.spines["right"].set_visible(True)
-    handles = ax.get_legend_handles_labels()[0] + mean_ax.get_legend_handles_labels()[0]
-    ax.legend(handles=handles, loc="lower left", ncols=2, fontsize=8)
-    _ticks(ax, data.buckets, data.bucket)
-    return Chart("chart-csat", title, caption, _uri(fig), True)
+    return _trend(data, "chart-csat", "Customer satisfaction (CSAT)", "Share of 4-5 ratings", "csat_estimate",
+                  "csat_responses", GREEN, (0, 100), "% satisfied")
 
 
 def _top_categories(data: ReportData) -> list[str]:
@@ -153,8 +182,8 @@ def category_volume(data: ReportData) -> Chart:
     if rest:
         series.append(("Other categories", [sum(data.category_volume[c].get(b, 0) for c in rest)
                                             for b in data.buckets]))
-    for i, (name, values) in enumerate(series):
-        color = PALETTE[i] if name != "Other categories" else PALETTE[-1]
+    colours = [colour(c) for c in shown] + [CATEGORY_COLOURS["other"]]
+    for (name, values), color in zip(series, colours, strict=False):
         ax.bar(range(len(values)), values, bottom=bottom, color=color, width=0.75, label=name)
         bottom = [a + b for a, b in zip(bottom, values, strict=True)]
     ax.set_ylabel("responses")
@@ -165,7 +194,7 @@ def category_volume(data: ReportData) -> Chart:
 
 def negative_share(data: ReportData) -> Chart:
     title = "Negative share by category"
-    caption = f"Share of negative responses per category and {data.bucket} (blank: fewer than 5 assessed)"
+    caption = f"Share of negative responses per category and {data.bucket} (blank: fewer than {MIN_SAMPLE} assessed)"
     cats = _top_categories(data)[:8]
     if not cats:
         return _empty("chart-negative", title, caption, "No feedback in this period")
@@ -174,8 +203,11 @@ def negative_share(data: ReportData) -> Chart:
         row = []
         for b in data.buckets:
             neg, assessed = data.category_negative.get(c, {}).get(b, (0, 0))
-            row.append(100.0 * neg / assessed if assessed >= 5 else math.nan)
+            row.append(100.0 * neg / assessed if assessed >= MIN_SAMPLE else math.nan)
         grid.append(row)
+    if all(math.isnan(v) for row in grid for v in row):
+        return _empty("chart-negative", title, caption, f"Not enough data: no category has {MIN_SAMPLE} assessed "
+                      f"responses in any {data.bucket}")
     _style()
     fig, ax = plt.subplots(figsize=(8.6, 0.42 * len(cats) + 1.0), dpi=100)
     image = ax.imshow(grid, aspect="auto", cmap="Reds", vmin=0, vmax=100, interpolation="nearest")
@@ -210,7 +242,7 @@ def top_aspects(data: ReportData) -> Chart:
     ax.scatter([a.previous_negative for a in items], ys, marker="|", s=260, color=INK, linewidths=1.6,
                label="previous period", zorder=3)
     for y, a in zip(ys, items, strict=True):
-        ax.text(max(a.negative, a.previous_negative), y, f"  {a.negative} ({a.share:.0f}% of mentions)", va="center",
+        ax.text(max(a.negative, a.previous_negative), y, f"  {a.negative} of {a.mentions} mentions", va="center",
                 fontsize=8, color=INK)
     ax.set_yticks(list(ys))
     ax.set_yticklabels([label(a.category) for a in items])

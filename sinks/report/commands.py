@@ -29,8 +29,10 @@ def report_command(
     until: Annotated[str | None, typer.Option(help="Day after the period (exclusive; default: tomorrow).")] = None,
     out: Annotated[Path, typer.Option(help="The HTML file to write.")] = Path("report.html"),
     pdf: Annotated[bool, typer.Option("--pdf", help="Also write a PDF next to it (WeasyPrint).")] = False,
+    csv: Annotated[Path | None, typer.Option("--csv", help="Also export the period's comments (redacted) "
+                                             "to this CSV file.")] = None,
 ) -> None:
-    """Customer-satisfaction review: NPS/CSAT trends, categories, negative aspects, alerts, changes."""
+    """Customer-satisfaction review: open incidents, NPS/CSAT with intervals, breakdowns, aspects, changes."""
     from pipeline.cli import _logging
     from pipeline.config import ReportSettings, load
     from sinks.report.render import build
@@ -52,7 +54,7 @@ def report_command(
             raise ConfigError(f"no feedback in the warehouse at {engine.url.render_as_string(hide_password=True)}: "
                               "check FEEDBACK_WAREHOUSE_URL (the sink creates the tables; or run `feedback migrate`)")
         paths = build(engine, start, end, out, pdf,
-                      title=settings.report_title, top=settings.report_top_aspects)
+                      title=settings.report_title, top=settings.report_top_aspects, csv_path=csv)
     finally:
         engine.dispose()
     for path in paths:

@@ -13,100 +13,21 @@ never an error.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from statistics import median
 from typing import Any
 
 from sqlalchemy import Engine, and_, case, func, inspect, select
 
+from sinks.report.model import Kpis, ReportData
+from sinks.report.stats import MIN_SAMPLE
 from sinks.warehouse.models import Feedback, FeedbackCategory
 
 F = Feedback.__table__.c
 C = FeedbackCategory.__table__.c
-
-
-@dataclass
-class Kpis:
-    """Headline figures of one period."""
-
-    volume: int = 0
-    assessed: int = 0
-    negative: int = 0
-    nps_responses: int = 0
-    promoters: int = 0
-    detractors: int = 0
-    csat_responses: int = 0
-    csat_sum: float = 0.0
-    csat_satisfied: int = 0
-    customers: int = 0
-
-    @property
-    def nps(self) -> float | None:
-        return 100.0 * (self.promoters - self.detractors) / self.nps_responses if self.nps_responses else None
-
-    @property
-    def csat_mean(self) -> float | None:
-        return self.csat_sum / self.csat_responses if self.csat_responses else None
-
-    @property
-    def csat_pct(self) -> float | None:
-        return 100.0 * self.csat_satisfied / self.csat_responses if self.csat_responses else None
-
-    @property
-    def negative_share(self) -> float | None:
-        return 100.0 * self.negative / self.assessed if self.assessed else None
-
-    def add(self, row: Any) -> None:
-        self.volume += row.volume
-        self.assessed += row.assessed or 0
-        self.negative += row.negative or 0
-        self.nps_responses += row.nps_responses or 0
-        self.promoters += row.promoters or 0
-        self.detractors += row.detractors or 0
-        self.csat_responses += row.csat_responses or 0
-        self.csat_sum += float(row.csat_sum or 0)
-        self.csat_satisfied += row.csat_satisfied or 0
-
-
-@dataclass
-class Aspect:
-    """One negative aspect (category) with its mentions and a few redacted example comments."""
-
-    category: str
-    negative: int
-    mentions: int
-    previous_negative: int = 0
-    examples: list[str] = field(default_factory=list)
-
-    @property
-    def share(self) -> float:
-        return 100.0 * self.negative / self.mentions if self.mentions else 0.0
-
-
-@dataclass
-class ReportData:
-    """Everything the template and the charts need."""
-
-    title: str
-    since: datetime
-    until: datetime
-    previous_since: datetime
-    dialect: str
-    bucket: str
-    current: Kpis
-    previous: Kpis
-    buckets: list[date] = field(default_factory=list)
-    trend: dict[date, Kpis] = field(default_factory=dict)
-    category_volume: dict[str, dict[date, int]] = field(default_factory=dict)
-    category_negative: dict[str, dict[date, tuple[int, int]]] = field(default_factory=dict)
-    category_totals: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
-    aspects: list[Aspect] = field(default_factory=list)
-    aspects_source: str = "categories"
-    alerts: list[dict[str, Any]] = field(default_factory=list)
-    alert_counts: dict[str, int] = field(default_factory=dict)
-    alerts_available: bool = False
-    changes: list[tuple[str, str]] = field(default_factory=list)
-    generated_at: datetime | None = None
+BUCKETS = ("day", "week", "month")
+#: The breakdowns shown, each a column of the feedback table.
+DIMENSIONS = ("product", "channel", "source")
 
 
 def _measures() -> list[Any]:
@@ -126,9 +47,21 @@ def _measures() -> list[Any]:
     ]
 
 
-def choose_bucket(since: datetime, until: datetime) -> str:
+def choose_bucket(since: datetime, until: datetime, daily: dict[date, int] | None = None) -> str:
+    """Day, ISO week or month: by the period's length, then coarser while the typical bucket holds
+    fewer than MIN_SAMPLE NPS/CSAT responses (so a trend point is not noise)."""
     days = (until - since).days
-    return "day" if days <= 45 else "week" if days <= 200 else "month"
+    bucket = "day" if days <= 45 else "week" if days <= 200 else "month"
+    if not daily:
+        return bucket
+    for candidate in BUCKETS[BUCKETS.index(bucket):]:
+        bucket = candidate
+        per: dict[date, int] = defaultdict(int)
+        for day, n in daily.items():
+            per[bucket_of(day, candidate)] += n
+        if median(per.get(b, 0) for b in all_buckets(since, until, candidate)) >= MIN_SAMPLE:
+            break
+    return bucket
 
 
 def bucket_of(day: date, bucket: str) -> date:
@@ -172,27 +105,45 @@ def kpis(conn: Any, since: datetime, until: datetime) -> Kpis:
 def collect(engine: Engine, since: datetime, until: datetime, title: str = "Customer satisfaction review",
             top: int = 8, redact: Any = None) -> ReportData:
     """Read the report's figures for ``[since, until)`` and the period before it."""
+    from sinks.report import sections
+    from sinks.report.changes import what_changed
+
     length = until - since
     previous_since = since - length
-    bucket = choose_bucket(since, until)
     with engine.connect() as conn:
         tables = set(inspect(conn).get_table_names())
+        in_period = and_(F.event_time >= since, F.event_time < until)
+        days = {_as_date(r.event_date): r for r in
+                conn.execute(select(F.event_date, *_measures()).where(in_period).group_by(F.event_date))}
+        daily = {d: max(r.nps_responses or 0, r.csat_responses or 0) for d, r in days.items()}
+        bucket = choose_bucket(since, until, daily)
         data = ReportData(title=title, since=since, until=until, previous_since=previous_since,
                           dialect=engine.dialect.name, bucket=bucket,
                           current=kpis(conn, since, until), previous=kpis(conn, previous_since, since),
                           buckets=all_buckets(since, until, bucket))
-        in_period = and_(F.event_time >= since, F.event_time < until)
-        for row in conn.execute(select(F.event_date, *_measures()).where(in_period).group_by(F.event_date)):
-            data.trend.setdefault(bucket_of(_as_date(row.event_date), bucket), Kpis()).add(row)
+        for day, row in days.items():
+            data.trend.setdefault(bucket_of(day, bucket), Kpis()).add(row)
         _categories(conn, data, since, until, previous_since)
-        from sinks.report.sections import alerts, aspects
-
-        aspects(conn, data, tables, top, redact)
-        alerts(conn, data, tables)
-    from sinks.report.sections import what_changed
-
+        for dimension in DIMENSIONS:
+            data.breakdowns[dimension] = breakdown(conn, dimension, since, until)
+        sections.aspects(conn, data, tables, top, redact)
+        sections.voices(conn, data, redact)
+        sections.problems(conn, data, tables, redact)
     data.changes = what_changed(data)
     return data
+
+
+def breakdown(conn: Any, dimension: str, since: datetime, until: datetime) -> list[tuple[str, Kpis]]:
+    """The period's counts per value of ``dimension`` (product, channel, source), largest first."""
+    column = F[dimension]
+    rows = conn.execute(select(column.label("value"), *_measures())
+                        .where(F.event_time >= since, F.event_time < until).group_by(column))
+    out = []
+    for row in rows:
+        k = Kpis()
+        k.add(row)
+        out.append((row.value or "(none)", k))
+    return sorted(out, key=lambda item: (-item[1].volume, item[0]))
 
 
 def _categories(conn: Any, data: ReportData, since: datetime, until: datetime, previous_since: datetime) -> None:

@@ -1,19 +1,24 @@
-"""Report sections that depend on optional tables (aspects, alerts) and the "what changed" summary."""
+"""Report sections that read optional tables or need example comments: top negative aspects, what
+promoters praise next to what detractors complain about, and open incidents (or alerts) with their
+drivers and examples. Every example comment is redacted again before it is shown."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import MetaData, Table, and_, case, func, or_, select
+from sqlalchemy import MetaData, Table, and_, case, func, or_, select, true
 
-from sinks.report.data import Aspect, C, F, Kpis, ReportData
+from sinks.report.model import Aspect, Problem, ReportData, Voice
 from sinks.warehouse.models import Feedback, FeedbackCategory
 
+F = Feedback.__table__.c
+C = FeedbackCategory.__table__.c
 EXAMPLE_CHARS = 240
 EXAMPLES_PER_ASPECT = 2
-#: Fewest assessed mentions a category needs before its change of negative share is reported.
-MIN_CHANGE_SAMPLE = 20
+VOICE_TOPICS = 5
+#: Scope types of an alert or incident driver that are columns of the feedback table.
+SCOPE_COLUMNS = ("source", "channel", "product")
 
 
 def _clip(text: str, redact: Any) -> str:
@@ -68,106 +73,117 @@ def aspects(conn: Any, data: ReportData, tables: set[str], top: int, redact: Any
                 examples.append(clipped)
             if len(examples) >= EXAMPLES_PER_ASPECT:
                 break
-        data.aspects.append(Aspect(category, neg, total, before.get(category, (0, 0))[0], examples))
+        data.aspects.append(Aspect(category, neg, total, *before.get(category, (0, 0)), examples))
 
 
-def alerts(conn: Any, data: ReportData, tables: set[str]) -> None:
-    """Alerts opened, acknowledged or resolved in the period, with their operators' notes."""
-    if not {"alerts", "alert_history"} <= tables:
-        return
-    alerts_table = Table("alerts", MetaData(), autoload_with=conn)  # reflected: the columns this warehouse has
-    A, H = alerts_table.c, Table("alert_history", MetaData(), autoload_with=conn).c
-    data.alerts_available = True
-
-    def within(col: Any) -> Any:
-        return and_(col >= data.since, col < data.until)
-
-    rows = conn.execute(select(alerts_table).where(or_(
-        within(A.opened_at), within(A.acknowledged_at), within(A.resolved_at))).order_by(A.opened_at)).all()
-    counts = {"opened": 0, "acknowledged": 0, "resolved": 0}
-    for r in rows:
-        notes = conn.execute(select(H.at, H.actor, H.action, H.note).where(
-            H.alert_id == r.alert_id, H.note.is_not(None)).order_by(H.at)).all()
-        for name, at in (("opened", r.opened_at), ("acknowledged", r.acknowledged_at), ("resolved", r.resolved_at)):
-            when = _utc(at)
-            if when is not None and data.since <= when < data.until:
-                counts[name] += 1
-        data.alerts.append({
-            "signal": r.signal, "scope": f"{r.scope_type}: {r.scope_value}", "severity": r.severity,
-            "status": r.status, "opened_at": _utc(r.opened_at), "acknowledged_at": _utc(r.acknowledged_at),
-            "acknowledged_by": r.acknowledged_by, "resolved_at": _utc(r.resolved_at), "resolved_by": r.resolved_by,
-            "summary": r.summary, "observed": r.observed, "expected": r.expected,
-            "notes": [{"at": _utc(n.at), "actor": n.actor, "action": n.action, "note": n.note} for n in notes],
-        })
-    data.alert_counts = counts
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _delta(now: float | None, before: float | None) -> float | None:
-    return None if now is None or before is None else now - before
-
-
-def what_changed(data: ReportData) -> list[tuple[str, str]]:
-    """Short sentences comparing this period with the previous one, each with a tone (good/bad/neutral)."""
-    cur, prev = data.current, data.previous
-    out: list[tuple[str, str]] = []
-    if cur.volume == 0:
-        return [("neutral", "No feedback was received in this period.")]
-    if prev.volume:
-        change = 100.0 * (cur.volume - prev.volume) / prev.volume
-        if abs(change) < 1:
-            out.append(("neutral", f"Feedback volume was steady ({prev.volume:,} → {cur.volume:,})."))
-        else:
-            out.append(("neutral", f"Feedback volume {'rose' if change >= 0 else 'fell'} {abs(change):.0f}% "
-                                   f"({prev.volume:,} → {cur.volume:,})."))
-    else:
-        out.append(("neutral", f"{cur.volume:,} responses; the previous period had none to compare with."))
-    d = _delta(cur.nps, prev.nps)
-    if d is not None and abs(d) >= 1:
-        out.append(("good" if d > 0 else "bad",
-                    f"NPS {'improved' if d > 0 else 'dropped'} {abs(d):.0f} points to {cur.nps:+.0f}."))
-    elif cur.nps is not None:
-        out.append(("neutral", f"NPS held steady at {cur.nps:+.0f}."))
-    d = _delta(cur.csat_pct, prev.csat_pct)
-    if d is not None and abs(d) >= 1:
-        out.append(("good" if d > 0 else "bad",
-                    f"CSAT {'rose' if d > 0 else 'fell'} {abs(d):.0f} points to {cur.csat_pct:.0f}% satisfied."))
-    d = _delta(cur.negative_share, prev.negative_share)
-    if d is not None and abs(d) >= 1:
-        out.append(("bad" if d > 0 else "good",
-                    f"Negative feedback {'up' if d > 0 else 'down'} {abs(d):.0f} points to {cur.negative_share:.0f}%."))
-    movers = []
-    for cat, (neg, ass, pneg, pass_) in data.category_totals.items():
-        if ass >= MIN_CHANGE_SAMPLE and pass_ >= MIN_CHANGE_SAMPLE:
-            movers.append((100.0 * neg / ass - 100.0 * pneg / pass_, cat, 100.0 * neg / ass))
-    movers.sort(key=lambda m: -abs(m[0]))
-    for diff, cat, share in movers[:2]:
-        if abs(diff) >= 5:
-            out.append(("bad" if diff > 0 else "good",
-                        f"{label(cat)}: negative share {'up' if diff > 0 else 'down'} {abs(diff):.0f} points "
-                        f"to {share:.0f}%."))
-    new_aspects = [a.category for a in data.aspects[:5] if a.previous_negative == 0]
-    if new_aspects:
-        out.append(("bad", "New among the top complaints: " + ", ".join(label(c) for c in new_aspects) + "."))
-    if data.alerts_available:
-        opened = data.alert_counts.get("opened", 0)
-        resolved = data.alert_counts.get("resolved", 0)
-        out.append(("bad" if opened else "good",
-                    f"{opened} alert{'s' if opened != 1 else ''} opened, {resolved} resolved."))
+def _examples(conn: Any, where: Any, redact: Any, limit: int, join_categories: bool = False) -> list[str]:
+    base: Any = Feedback.__table__
+    if join_categories:
+        base = base.join(FeedbackCategory.__table__, C.feedback_id == F.feedback_id)
+    rows = conn.execute(select(F.text).select_from(base).where(where, F.text != "")
+                        .order_by(F.event_time.desc()).limit(limit * 4)).scalars()
+    out: list[str] = []
+    for text in rows:
+        clipped = _clip(text or "", redact)
+        if clipped and clipped not in out:
+            out.append(clipped)
+        if len(out) >= limit:
+            break
     return out
 
 
-ACRONYMS = {"nps": "NPS", "csat": "CSAT"}
+def voices(conn: Any, data: ReportData, redact: Any) -> None:
+    """What promoters praise (their positive comments' categories) next to what detractors complain
+    about (their negative comments' categories), each with counts out of the group's responses."""
+    in_period = and_(F.event_time >= data.since, F.event_time < data.until)
+    joined = Feedback.__table__.join(FeedbackCategory.__table__, C.feedback_id == F.feedback_id)
+    for group, klass, mood in (("promoters", "promoter", "positive"), ("detractors", "detractor", "negative")):
+        responses = conn.execute(select(func.count()).where(in_period, F.nps_class == klass)).scalar_one()
+        voice = Voice(group, int(responses or 0))
+        topic = and_(in_period, F.nps_class == klass, F.sentiment_label == mood)
+        rows = conn.execute(select(C.category, func.count(func.distinct(F.feedback_id)).label("n"))
+                            .select_from(joined).where(topic).group_by(C.category))
+        voice.topics = sorted(((r.category, int(r.n)) for r in rows), key=lambda x: (-x[1], x[0]))[:VOICE_TOPICS]
+        for category, _ in voice.topics[:3]:
+            voice.examples[category] = _examples(conn, and_(topic, C.category == category), redact, 1,
+                                                 join_categories=True)
+        data.voices.append(voice)
 
 
-def label(category: str) -> str:
-    """A category or signal name as people read it: ``customer_support`` -> ``Customer support``."""
-    return ACRONYMS.get(category) or category.replace("_", " ").capitalize()
+def _utc(value: datetime | str | None) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):  # a reflected SQLite column may come back as text
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-__all__ = ["Kpis", "alerts", "aspects", "label", "what_changed"]
+def _scope_filter(scope_type: str, scope_value: str) -> tuple[Any, bool]:
+    """The feedback rows of an alert's or incident's scope, and whether the categories must be joined."""
+    if scope_type in SCOPE_COLUMNS:
+        return F[scope_type] == scope_value, False
+    if scope_type == "category":
+        return C.category == scope_value, True
+    return true(), False  # overall (a theme's rows are not in the feedback table: its stored examples stand)
+
+
+def problems(conn: Any, data: ReportData, tables: set[str], redact: Any) -> None:
+    """Incidents, and alerts that belong to no incident (all alerts without the incidents table): every
+    one still open (whenever it started) and those opened, acknowledged or resolved in the period;
+    open ones first, the most severe first."""
+    sources = [s for s in ("incidents", "alerts") if {s, f"{s[:-1]}_history"} <= tables]
+    if not sources:
+        return
+    data.problems_source = sources[0]
+    counts = {"opened": 0, "acknowledged": 0, "resolved": 0, "open": 0}
+    for source in sources:
+        table = Table(source, MetaData(), autoload_with=conn)  # reflected: the columns this warehouse has
+        T, H = table.c, Table(f"{source[:-1]}_history", MetaData(), autoload_with=conn).c
+        key = "incident_id" if source == "incidents" else "alert_id"
+        linked = T.incident_id.is_(None) if source == "alerts" and "incident_id" in T else true()
+
+        def within(col: Any) -> Any:
+            return and_(col >= data.since, col < data.until)
+
+        rows = conn.execute(select(table).where(linked, T.opened_at < data.until, or_(
+            T.status != "resolved", within(T.opened_at), within(T.acknowledged_at), within(T.resolved_at)))
+            .order_by(T.opened_at)).all()
+        for r in rows:
+            for name, at in (("opened", r.opened_at), ("acknowledged", r.acknowledged_at),
+                             ("resolved", r.resolved_at)):
+                when = _utc(at)
+                counts[name] += int(when is not None and data.since <= when < data.until)
+            counts["open"] += int(r.status != "resolved")
+            problem = _problem(conn, r, source, redact)
+            notes = conn.execute(select(H.at, H.actor, H.action, H.note).where(
+                H[key] == r._mapping[key], H.note.is_not(None)).order_by(H.at)).all()
+            problem.notes = [{"at": _utc(n.at), "actor": n.actor, "action": n.action, "note": n.note} for n in notes]
+            data.problems.append(problem)
+    rank = {"critical": 0, "warning": 1, "info": 2}
+    data.problems.sort(key=lambda p: (not p.open, rank.get(p.severity, 3), p.started_at or data.since))
+    data.alert_counts = counts
+
+
+def _problem(conn: Any, r: Any, source: str, redact: Any) -> Problem:
+    if source == "incidents":
+        scope_type, scope_value = r.driver_scope_type, r.driver_scope_value
+        signals = [str(s.get("signal", s)) if isinstance(s, dict) else str(s) for s in (r.signals or [])]
+        started, stored = _utc(r.started_at), [_clip(e, redact) for e in (r.examples or [])]
+        kind, share = r.kind, r.explained_share
+    else:
+        scope_type, scope_value = r.scope_type, r.scope_value
+        signals, started, stored, kind, share = [r.signal], _utc(r.first_window_start), [], "alert", None
+    examples = stored[:EXAMPLES_PER_ASPECT]
+    if not examples:
+        where, join = _scope_filter(scope_type, scope_value)
+        since = started or _utc(r.opened_at)
+        examples = _examples(conn, and_(where, F.sentiment_label == "negative", F.event_time >= since),
+                             redact, EXAMPLES_PER_ASPECT, join_categories=join)
+    return Problem(kind=kind, status=r.status, severity=r.severity, driver=f"{scope_type}: {scope_value}",
+                   signals=signals, summary=r.summary, started_at=started, opened_at=_utc(r.opened_at),
+                   resolved_at=_utc(r.resolved_at), observed=r.observed, expected=r.expected,
+                   sample_size=r.sample_size, explained_share=share, acknowledged_by=r.acknowledged_by,
+                   resolved_by=r.resolved_by, examples=examples)
+
+
+__all__ = ["aspects", "problems", "voices"]
