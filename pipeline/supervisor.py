@@ -162,6 +162,8 @@ class Supervisor:
         now = time.monotonic()
         for child in self.children:
             if child.proc is None:
+                if child.name != "broker" and self._broker_down():
+                    continue  # everything else starts only once the broker is back and provisioned
                 if now >= child.next_start:
                     try:
                         self._start(child)
@@ -178,13 +180,36 @@ class Supervisor:
             child.restarts += 1
             child.proc = None
             child.next_start = now + child.backoff
+            if child.name == "broker":
+                self._restart_around_broker(code)
+                return
             log.warning("child exited; restarting", child=child.name, code=code,
                         restart_in=child.backoff, restarts=child.restarts)
             child.backoff = min(child.backoff * 2, 30.0)
 
+    def _broker_down(self) -> bool:
+        return any(c.name == "broker" and (c.proc is None or c.proc.poll() is not None) for c in self.children)
+
+    def _restart_around_broker(self, code: int | None) -> None:
+        """The broker died. By rule, not by workarounds in the data path: stop every other child, then
+        start the broker again, provision the topics, and start the others in their order (the loop in
+        :meth:`_watch` does both, broker first). The embedded Tansu broker comes back empty; clients that
+        kept running could otherwise publish into topics it auto-creates, or wait on offsets it forgot."""
+        log.warning("broker exited; stopping the other children to restart them after it", code=code)
+        self._stop_children([c for c in self.children if c.name != "broker"])
+        now = time.monotonic()
+        for other in self.children:
+            if other.name != "broker":
+                other.proc = None
+                other.next_start = now
+
     def stop_all(self) -> None:
         """Stop in reverse start order: HTTP first, the broker last; SIGKILL after the grace period."""
-        for child in reversed(self.children):
+        self._stop_children(self.children)
+
+    @staticmethod
+    def _stop_children(children: list[Child]) -> None:
+        for child in reversed(children):
             if child.proc is None or child.proc.poll() is not None:
                 continue
             child.proc.terminate()
