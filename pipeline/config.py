@@ -197,6 +197,8 @@ class HttpSettings(CommonSettings):
         default=False, description="Serve /v1/events without tokens on a non-loopback address (else refused).")
     max_record_bytes: int = Field(default=64 * 1024, ge=1024)
     max_records_per_request: int = Field(default=500, ge=1, le=10_000)
+    max_request_bytes: int = Field(default=4 * 1024 * 1024, ge=1024,
+                                   description="Largest /v1/events body (the ingress's limit should match).")
     publish_timeout_seconds: float = Field(default=10.0, gt=0)
     body_timeout_seconds: float = Field(default=30.0, gt=0, description="Whole body must arrive within this.")
     max_header_count: int = Field(default=100, ge=10)
@@ -217,7 +219,7 @@ class HttpSettings(CommonSettings):
 
     @property
     def max_body_bytes(self) -> int:
-        return self.max_record_bytes * self.max_records_per_request
+        return min(self.max_record_bytes * self.max_records_per_request, self.max_request_bytes)
 
     # -- support-ticket webhooks (connectors/tickets); a route whose secret is unset answers 503
     zendesk_webhook_secret: SecretStr | None = Field(default=None, description="Zendesk webhook signing secret.")

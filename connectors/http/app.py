@@ -308,16 +308,10 @@ def create_app(settings: HttpSettings, publisher: Publisher | AsyncPublisher | N
             if not is_json(media_type(request)):
                 raise ApiError(415, "unsupported_media_type", "send application/json")
             body = await read_limited(request, settings.max_body_bytes, settings.body_timeout_seconds)
-            try:
-                data = json.loads(body)
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from exc
-            items = data if isinstance(data, list) else [data]
+            # decoded record by record: the count and size limits hold while parsing, not after
+            items = security.parse_events(body, settings.max_records_per_request, settings.max_record_bytes)
             if not items:
                 raise ApiError(422, "empty_batch", "the array holds no records")
-            if len(items) > settings.max_records_per_request:
-                raise ApiError(413, "too_many_records",
-                               f"at most {settings.max_records_per_request} records per request")
             records = [validate_event(i, item, settings.max_record_bytes, token) for i, item in enumerate(items)]
             await publish(records, "event")
         except ApiError as exc:
@@ -367,10 +361,11 @@ def validate_event(index: int, item: Any, max_bytes: int, token: security.ApiTok
         raise ApiError(413, "record_too_large", f"record {index} exceeds {max_bytes} bytes")
     item = {**security.admit_event(index, item, token), "received_at": utcnow()}
     try:
-        return FeedbackRecord.model_validate(item)
+        record = FeedbackRecord.model_validate(item)
     except ValidationError as exc:
         raise ApiError(422, "validation_failed", "a record does not follow the schema",
                        _validation_details(exc, index)) from exc
+    return security.check_event_time(index, record)
 
 
 def _add_record_schema(app: FastAPI) -> None:

@@ -40,6 +40,8 @@ async def parse_form_body(request: Request, media: str, body: bytes) -> dict[str
             data = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from exc
+        except RecursionError as exc:
+            raise ApiError(400, "too_deeply_nested", "the JSON is nested too deeply") from exc
         if not isinstance(data, dict):
             raise ApiError(422, "validation_failed", "expected a JSON object with the form fields")
         return data

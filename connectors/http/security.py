@@ -13,11 +13,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import json
 import math
 import re
 import secrets
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, get_args
 
 from fastapi import FastAPI, Request
@@ -32,7 +34,7 @@ from connectors.http.errors import ApiError, error_body
 from pipeline import metrics
 from pipeline.config import HttpSettings
 from pipeline.errors import ConfigError
-from pipeline.schema import Source
+from pipeline.schema import FeedbackRecord, Source
 
 TOKEN_NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 SOURCES = frozenset(get_args(Source))
@@ -85,6 +87,75 @@ def parse_api_tokens(values: list[str]) -> list[ApiToken]:
     if len(names) != len(set(names)):
         raise ConfigError("FEEDBACK_API_TOKENS: two tokens have the same name")
     return tokens
+
+
+_BLANK = re.compile(r"[ \t\n\r]*")
+
+
+def parse_events(body: bytes, max_records: int, max_record_bytes: int) -> list[Any]:
+    """The records of a ``/v1/events`` body (one JSON value, or an array of them), decoded one at a time
+    so that the limits hold while parsing: the array is abandoned at record ``max_records + 1`` (413
+    ``too_many_records``) or at the first record whose JSON text exceeds ``max_record_bytes`` (413
+    ``record_too_large``); malformed or too deeply nested JSON is 400, never 500."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, "malformed_json", f"the body is not valid UTF-8: {exc.reason}") from exc
+    decoder = json.JSONDecoder()
+    at = _BLANK.match(text).end()  # type: ignore[union-attr]
+    if not text.startswith("[", at):
+        value, end = _decode(decoder, text, at)
+        _only_blank(text, end)
+        return [value]
+    items: list[Any] = []
+    at = _BLANK.match(text, at + 1).end()  # type: ignore[union-attr]
+    if text.startswith("]", at):
+        _only_blank(text, at + 1)
+        return items
+    while True:
+        if len(items) >= max_records:
+            raise ApiError(413, "too_many_records", f"at most {max_records} records per request")
+        value, end = _decode(decoder, text, at)
+        if end - at > max_record_bytes or len(text[at:end].encode()) > max_record_bytes:
+            raise ApiError(413, "record_too_large", f"record {len(items)} exceeds {max_record_bytes} bytes")
+        items.append(value)
+        at = _BLANK.match(text, end).end()  # type: ignore[union-attr]
+        if text.startswith(",", at):
+            at = _BLANK.match(text, at + 1).end()  # type: ignore[union-attr]
+        elif text.startswith("]", at):
+            _only_blank(text, at + 1)
+            return items
+        else:
+            raise ApiError(400, "malformed_json", f"the body is not valid JSON: expected ',' or ']' at {at}")
+
+
+def _decode(decoder: json.JSONDecoder, text: str, at: int) -> tuple[Any, int]:
+    try:
+        return decoder.raw_decode(text, at)
+    except json.JSONDecodeError as exc:
+        raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise ApiError(400, "too_deeply_nested", "the JSON is nested too deeply") from exc
+
+
+def _only_blank(text: str, at: int) -> None:
+    if _BLANK.match(text, at).end() != len(text):  # type: ignore[union-attr]
+        raise ApiError(400, "malformed_json", f"the body is not valid JSON: extra data at {at}")
+
+
+#: How far after its receipt a record's event_time may lie (clock skew between systems).
+MAX_FUTURE_EVENT = timedelta(minutes=5)
+
+
+def check_event_time(index: int, record: FeedbackRecord) -> FeedbackRecord:
+    """``record``, or ApiError 422 ``event_time_in_future`` when it is dated more than
+    :data:`MAX_FUTURE_EVENT` after it was received (such a record would move the signal watermark
+    forward, make current feedback late and escape the purge): rejected, never clamped."""
+    if record.event_time > record.received_at + MAX_FUTURE_EVENT:
+        raise ApiError(422, "event_time_in_future",
+                       f"record {index}: event_time is more than {MAX_FUTURE_EVENT} after its receipt",
+                       [{"index": index, "loc": ["event_time"], "msg": "in the future"}])
+    return record
 
 
 def is_loopback(host: str) -> bool:
