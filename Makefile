@@ -39,8 +39,9 @@ KAFKA_TESTS ?= tests/integration/test_spine.py tests/integration/test_chaos.py t
 KAFKA_COMPAT_VERSION ?= 3.9.1
 test: $(DEV_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
-	$(BIN)/python -m pytest --broker=kafka $(KAFKA_TESTS) $(PYTEST_ARGS)
-	$(BIN)/python -m pytest --broker=kafka --kafka-version=$(KAFKA_COMPAT_VERSION) tests/integration/test_spine.py $(PYTEST_ARGS)
+	FEEDBACK_TEST_WAREHOUSES=postgresql $(BIN)/python -m pytest --broker=kafka $(KAFKA_TESTS) $(PYTEST_ARGS)
+	FEEDBACK_TEST_WAREHOUSES=postgresql $(BIN)/python -m pytest --broker=kafka --kafka-version=$(KAFKA_COMPAT_VERSION) \
+		tests/integration/test_spine.py $(PYTEST_ARGS)
 
 ## One leg only: the integration tests on Apache Kafka (BROKER_TESTS to choose the files).
 test-kafka: $(DEV_STAMP)
