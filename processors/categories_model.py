@@ -54,7 +54,7 @@ class CategoryModel:
         """Write the model and return the file's SHA-256."""
         import joblib
 
-        from processors.learning.linear import file_sha256
+        from processors.linear_text import file_sha256
 
         path.parent.mkdir(parents=True, exist_ok=True)
         joblib.dump({"format": FORMAT, "pipeline": self.pipeline, "classes": self.classes,
@@ -68,7 +68,7 @@ class CategoryModel:
         import joblib
 
         if sha256 is not None:
-            from processors.learning.linear import file_sha256
+            from processors.linear_text import file_sha256
 
             try:
                 actual = file_sha256(path)
@@ -101,7 +101,7 @@ class ActiveCategoryModel:
     its pointer changes; a file that cannot be loaded is refused and the model in use stays."""
 
     def __init__(self, store: Any, poll_seconds: float = 10.0) -> None:
-        from processors.learning.store import ActiveModel
+        from processors.model_store import ActiveModel
 
         self.active = ActiveModel(store, "category", lambda p, sha: CategoryModel.load(p, sha), poll_seconds)
 

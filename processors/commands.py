@@ -64,7 +64,7 @@ def _enricher_for(settings: Any, model: str) -> Any:
     """An enricher that runs one trained model: a version in the model directory, or a file."""
     from processors.categories_model import CategoryModel
     from processors.enrich import Enricher
-    from processors.learning.store import ModelStore
+    from processors.model_store import ModelStore
     from processors.sentiment_trained import TrainedAnalyzer, load_sentiment_model
     from processors.taxonomy import Taxonomy
 
@@ -83,7 +83,7 @@ def _enricher_for(settings: Any, model: str) -> Any:
 
 
 def _is_sentiment_file(path: Path) -> bool:
-    from processors.learning.linear import LinearTextModel
+    from processors.linear_text import LinearTextModel
 
     try:
         LinearTextModel.load(path)

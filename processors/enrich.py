@@ -25,7 +25,7 @@ from pipeline.errors import RecordError
 from pipeline.schema import EnrichedFeedback, FeedbackRecord, nps_class
 from processors import aspects as aspect_builder
 from processors import language
-from processors.categories_model import CategoryModel
+from processors.categories_model import ActiveCategoryModel, CategoryModel
 from processors.redact import DEFAULT_REGIONS, Redactor
 from processors.sentences import split_sentences
 from processors.sentiment import Analyzer, get_analyzer, not_assessed
@@ -108,7 +108,7 @@ class Enricher:
     taxonomy: Taxonomy
     neutral_band: float = 0.1  # the textblob analyzer's band (FEEDBACK_NEUTRAL_BAND)
     analyzer: Analyzer | str | None = None
-    category_model: CategoryModel | Path | None = None
+    category_model: CategoryModel | ActiveCategoryModel | Path | None = None
     phone_regions: tuple[str, ...] | None = None
     ensemble_band: float | None = None
     model_dir: Path | None = None  # trained models (FEEDBACK_MODEL_DIR): the active one is used, hot-swapped
@@ -135,14 +135,12 @@ class Enricher:
         if isinstance(self.category_model, (str, Path)):
             self.category_model = CategoryModel.load(Path(self.category_model))
         if self.model_dir is not None:
-            from processors.learning.store import ModelStore
+            from processors.model_store import ModelStore
 
             store = ModelStore(Path(self.model_dir))
             if not isinstance(self.analyzer, SwitchingAnalyzer):
                 self.analyzer = SwitchingAnalyzer(self.analyzer, store, self.model_poll_seconds)
             if self.category_model is None:
-                from processors.categories_model import ActiveCategoryModel
-
                 self.category_model = ActiveCategoryModel(store, self.model_poll_seconds)
         self.redactor = Redactor(self.phone_regions or DEFAULT_REGIONS)
         self.assess("Warm up: load the lexicons and the language model now, not on the first record.")
@@ -203,7 +201,9 @@ class Enricher:
             overall = per_sentence[0]
         else:
             overall = self.taxonomy.scored(merge_hits([*hits, self.taxonomy.hits(subject) if subject else {}]))
-        model = self.category_model.current if hasattr(self.category_model, "current") else self.category_model
+        model = self.category_model
+        if isinstance(model, ActiveCategoryModel):
+            model = model.current
         if isinstance(model, CategoryModel):
             known = set(model.classes)
             joined = f"{subject or ''}\n{' '.join(sentences)}".strip()

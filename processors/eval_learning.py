@@ -7,7 +7,7 @@ negative, 0 neutral, >= 1 positive), the way a customer's single score sits next
 
 * **Learning curve.** For n in 500, 2,000 and 10,000: n (text, one rating) pairs drawn without
   replacement (seed 17) from the texts of the *tune* split (a text may appear with several raters'
-  ratings), a model fitted on them (:func:`processors.learning.linear.fit`, the code of
+  ratings), a model fitted on them (:func:`processors.linear_text.fit`, the code of
   ``feedback train-sentiment``), scored on the *report* split's texts against the raters' consensus
   label; the shipped default is scored on the same texts in the same run. Train and test texts are
   disjoint (the hash split). The shipped default was itself fitted on the tune splits of every set,
@@ -28,6 +28,7 @@ import json
 import random
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,7 @@ def learning_curve(name: str, tune: list[tuple[str, str]], report: list[tuple[st
                    ratings: dict[str, list[int]], default_f1: float, log: Any,
                    unseen_f1: float | None = None) -> dict[str, Any]:
     from processors.evaluation import evaluate
-    from processors.learning.linear import fit
+    from processors.linear_text import fit
     from processors.sentiment_trained import TrainedAnalyzer
 
     out: dict[str, Any] = {"report_n": len(report), "default_macro_f1": default_f1,
@@ -124,7 +125,8 @@ def default_without(name: str, sets: dict[str, list[tuple[str, str]]], log: Any)
     from processors.sentiment import EnsembleAnalyzer
     from processors.sentiment_tune import tune
 
-    others = {n: eval_data.split(rows)[0] for n, rows in sets.items() if n != name}
+    others: dict[str, Sequence[tuple[str, str]]] = {n: eval_data.split(rows)[0] for n, rows in sets.items()
+                                                   if n != name}
     model = tune(_enricher("textblob"), others, lambda m: None)
     log(f"{name}: default refitted without it (C={model.meta.get('C')}, band {model.band})")
     return _enricher(EnsembleAnalyzer(model))

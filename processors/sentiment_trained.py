@@ -1,12 +1,12 @@
 """Sentiment from a model trained on the organisation's own feedback, hot-swapped while running.
 
 * :class:`TrainedAnalyzer` scores a text and each of its sentences with a
-  :class:`~processors.learning.linear.LinearTextModel`: ``score`` = P(positive) - P(negative),
+  :class:`~processors.linear_text.LinearTextModel`: ``score`` = P(positive) - P(negative),
   ``label`` = the most probable class, ``confidence`` = its probability, ``polarity`` = ``score`` and
   ``subjectivity`` = 1 - P(neutral). It scores every language its training data held
   (``languages`` in the model card), not only English.
 * :class:`SwitchingAnalyzer` is what the enricher runs: the active trained model when there is one
-  (:class:`~processors.learning.store.ActiveModel` watches the pointer file, so a newly activated
+  (:class:`~processors.model_store.ActiveModel` watches the pointer file, so a newly activated
   model is used within ``FEEDBACK_MODEL_POLL_SECONDS`` without a restart), else the shipped default.
 * :func:`combine` puts a record's own score (NPS, CSAT, stars) next to its text: the text's class
   probabilities are multiplied by the score's likelihood ``q(class | score class)`` (0.6 for the
@@ -26,12 +26,30 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.schema import FeedbackRecord
-from processors.learning.linear import LinearTextModel
-from processors.learning.store import ActiveModel, ModelStore
+from processors.linear_text import LinearTextModel
+from processors.model_store import ActiveModel, ModelStore
 from processors.sentiment import Analyzer, Scores
 
 CLASSES = ("negative", "neutral", "positive")
 SCORE_MATCH, SCORE_OTHER = 0.6, 0.2  # q(class | score class): the score's own class, each other one
+#: Each scale's range. Its weak label: NPS 0-6 negative, 7-8 neutral, 9-10 positive; CSAT and stars
+#: 1-2 negative, 3 neutral, 4-5 positive.
+SCALES: dict[str, tuple[int, int]] = {"nps": (0, 10), "csat": (1, 5), "stars": (1, 5)}
+
+
+def weak_label(value: float | int | str, scale: str) -> str | None:
+    """The weak label of a score on ``scale``; None when the value is not a whole number in range."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    lo, hi = SCALES[scale]
+    if number != int(number) or not lo <= number <= hi:
+        return None
+    n = int(number)
+    if scale == "nps":
+        return "negative" if n <= 6 else "neutral" if n <= 8 else "positive"
+    return "negative" if n <= 2 else "neutral" if n == 3 else "positive"
 
 
 def load_sentiment_model(path: Path, sha256: str | None = None) -> LinearTextModel:
@@ -114,8 +132,6 @@ class SwitchingAnalyzer(Analyzer):
 
 def score_class(record: FeedbackRecord) -> tuple[str, str] | None:
     """(scale, class) of the record's own score: NPS first, then CSAT, then stars; None without one."""
-    from processors.learning.weak import weak_label
-
     for scale, value in (("nps", record.nps_score), ("csat", record.csat_score), ("stars", record.stars)):
         if value is not None:
             label = weak_label(value, scale)

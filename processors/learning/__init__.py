@@ -1,7 +1,8 @@
-"""Models learnt from the organisation's own feedback: weak labels from scores, analyst corrections,
-training with a held-out gate, versioned model files and the active-model pointer the processor watches.
+"""Training models from the organisation's own feedback: weak labels from scores, analyst
+corrections, the held-out gate, the ``models`` table and the commands.
 
-Runtime code (what the stream processor imports) is :mod:`processors.learning.linear` and
-:mod:`processors.learning.store`; training and evaluation live in the other modules and are never
-imported by the enrichment.
+The runtime half, which the stream processor imports, lives outside this package
+(:mod:`processors.linear_text`, :mod:`processors.model_store`, :mod:`processors.sentiment_trained`):
+nothing the enrichment imports imports this package, so training code never sits in an import cycle
+with it.
 """

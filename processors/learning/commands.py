@@ -166,7 +166,7 @@ def models_list(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Every trained model, oldest first, with its holdout scores and which one is active."""
-    from processors.learning.store import ModelStore
+    from processors.model_store import ModelStore
 
     settings = _settings()
     store = ModelStore(settings.models_path)
@@ -195,7 +195,7 @@ def models_list(
 def models_activate(version: Annotated[str, typer.Argument(help="A version from `feedback models list`.")]) -> None:
     """Make VERSION its kind's active model (the processor picks it up within FEEDBACK_MODEL_POLL_SECONDS)."""
     from processors.learning import catalog
-    from processors.learning.store import ModelStore
+    from processors.model_store import ModelStore
 
     settings = _settings()
     pointer = ModelStore(settings.models_path).activate(version)
@@ -207,7 +207,7 @@ def models_activate(version: Annotated[str, typer.Argument(help="A version from 
 def models_rollback(kind: Annotated[str, typer.Option(help="sentiment or category.")] = "sentiment") -> None:
     """Re-activate the model that was active before (or the shipped default when there was none)."""
     from processors.learning import catalog
-    from processors.learning.store import KINDS, ModelStore
+    from processors.model_store import KINDS, ModelStore
 
     if kind not in KINDS:
         raise ConfigError(f"--kind must be one of {', '.join(KINDS)}")

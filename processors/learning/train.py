@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from processors.learning import catalog
-from processors.learning.store import Kind, ModelStore, new_version
 from processors.learning.weak import Row, check_classes
+from processors.model_store import Kind, ModelStore, new_version
 
 SEED = 17
 
@@ -107,7 +107,7 @@ def train_sentiment(rows: Sequence[Row], settings: Any, *, force: bool = False, 
                     log: Callable[[str], None] = lambda m: None) -> TrainReport:
     """Train a sentiment model on ``rows`` and gate it (see the module docstring)."""
     from processors.evaluation import evaluate
-    from processors.learning.linear import fit
+    from processors.linear_text import fit
     from processors.sentiment_trained import TrainedAnalyzer
 
     started = time.perf_counter()

@@ -19,25 +19,12 @@ from pathlib import Path
 from typing import Literal
 
 from pipeline.errors import ConfigError
+from processors.sentiment_trained import SCALES, weak_label
+
+__all__ = ["ORIGINS", "SCALES", "Row", "Scale", "check_classes", "merge", "read_file", "weak_label"]
 
 Scale = Literal["nps", "csat", "stars"]
-SCALES: dict[str, tuple[int, int]] = {"nps": (0, 10), "csat": (1, 5), "stars": (1, 5)}
 ORIGINS = ("weak", "label", "correction")
-
-
-def weak_label(value: float | int | str, scale: str) -> str | None:
-    """The weak label of a score on ``scale``; None when the value is not a whole number in range."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    lo, hi = SCALES[scale]
-    if number != int(number) or not lo <= number <= hi:
-        return None
-    n = int(number)
-    if scale == "nps":
-        return "negative" if n <= 6 else "neutral" if n <= 8 else "positive"
-    return "negative" if n <= 2 else "neutral" if n == 3 else "positive"
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@
 
 * Training: ``N`` (default 20,000) weakly labelled rows, the deterministic benchmark records of
   :mod:`tests.bench.data` with an NPS score (weak label from the score, as ``feedback
-  train-sentiment`` does), fitted by :func:`processors.learning.linear.fit`; CPU seconds of this
+  train-sentiment`` does), fitted by :func:`processors.linear_text.fit`; CPU seconds of this
   process's one thread (the fit is single-threaded) and wall-clock seconds.
 * Enrichment: records per CPU-second of one thread through :meth:`Enricher.enrich` with the shipped
   default analyzer (the same-run baseline) and with the trained model active (through the same
@@ -44,8 +44,8 @@ def training_rows(n: int) -> tuple[list[str], list[str]]:
 
 def run(records: int, train_n: int) -> dict[str, Any]:
     from processors.enrich import Enricher
-    from processors.learning.linear import fit
-    from processors.learning.store import ModelStore
+    from processors.linear_text import fit
+    from processors.model_store import ModelStore
     from processors.taxonomy import Taxonomy
     from tests.bench.enrichment_stage import _rates, bench_records
 

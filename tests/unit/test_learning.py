@@ -12,10 +12,10 @@ import pytest
 from pipeline.config import LearningSettings
 from pipeline.errors import ConfigError
 from pipeline.schema import FeedbackRecord
-from processors.learning import linear
-from processors.learning.store import ActiveModel, ModelStore
+from processors import linear_text as linear
 from processors.learning.train import train_sentiment
 from processors.learning.weak import Row, check_classes, merge, read_file, weak_label
+from processors.model_store import ActiveModel, ModelStore
 from processors.sentiment_trained import CLASSES, TrainedAnalyzer, combine, load_sentiment_model, score_class
 
 # Shop slang the shipped lexicons do not read ("ace", "pants", "naff"): what a trained model must learn.

@@ -105,7 +105,7 @@ class ModelStore:
         card = self.card(version)
         kind: Kind = card["kind"]
         path = self.file(version)
-        from processors.learning.linear import file_sha256
+        from processors.linear_text import file_sha256
 
         if not path.is_file() or file_sha256(path) != card["sha256"]:
             raise ConfigError(f"model file {path} is missing or does not match its card: not activated")
