@@ -229,7 +229,11 @@ def send(
     if resp.status_code != 202:
         console.print(f"[red]{resp.status_code}[/red] {resp.text}")
         raise typer.Exit(1)
-    typer.echo(resp.json()["feedback_ids"][0])
+    feedback_id = uuid.UUID(resp.json()["feedback_ids"][0])
+    # the form the warehouse stores: SQLite keeps a UUID as 32 hex digits, PostgreSQL with dashes
+    stored = feedback_id.hex if load(SinkSettings).database_url.startswith("sqlite") else str(feedback_id)
+    console.print(f"accepted: source_ref {record['source_ref']}, feedback_id {feedback_id}")
+    typer.echo(stored)
 
 
 # -- backfill, replay, report, retention (their modules hold the options and the work) -----------

@@ -16,6 +16,35 @@ from pipeline.errors import ConfigError
 console = Console(stderr=True)
 
 
+#: What to do about a rejection reason, said next to it.
+HINTS = {
+    "invalid_date": " -> give the file's format with --date-format, e.g. --date-format '%d/%m/%Y %H:%M' "
+                    "(strptime codes), and the zone of dates without an offset with --timezone",
+    "invalid_nps": " -> check that --nps names the 0-10 column",
+    "invalid_csat": " -> check that --csat names the 1-5 column",
+}
+
+
+def _show_mapping(file: Path, kind: str, spec: Any, sheet: str | None) -> None:
+    """Print which column feeds which field (named, or found from the headers) before a dry run."""
+    from .readers import read_rows
+
+    first = next(read_rows(file, kind, sheet), None)
+    if first is None:
+        console.print("the file has no rows")
+        return
+    headers = [h for h in first[1] if not h.startswith("__")]
+    resolved = spec.resolve(headers, strict=kind != "jsonl")
+    console.print(f"column mapping (dataset {spec.dataset or file.stem!r}, source {resolved.source}, "
+                  f"dates {resolved.date_format or 'ISO 8601'} in {resolved.timezone}):", markup=False)
+    for field, column in resolved.columns.items():
+        how = "named" if field in spec.columns else "found from the headers"
+        console.print(f"  {field:<8} <- {column!r} ({how})", markup=False)
+    unused = [h for h in headers if h not in resolved.columns.values()]
+    if unused:
+        console.print(f"  not used: {', '.join(repr(h) for h in unused)}", markup=False)
+
+
 def _customer_key(settings: Any, dry_run: bool) -> bytes:
     """The pipeline's customer-hash key; a new one would hash the same customer to another reference,
     which ``feedback erase`` would then miss. A dry run publishes nothing, so it may use a throwaway key."""
@@ -70,6 +99,8 @@ def import_command(
                         timezone=timezone)
     kind = detect_format(file, fmt)
     key = _customer_key(settings, dry_run)
+    if dry_run:
+        _show_mapping(file, kind, spec, sheet)
     publisher = None if dry_run else Publisher(settings, client_id="feedback-import")
     known = WarehouseIds(settings.database_url)
     columns_ui = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -95,9 +126,13 @@ def import_command(
     for reason, count in summary.by_reason.most_common():
         example = next(r for r in summary.rejects if r.reason == reason) if summary.rejects else None
         console.print(f"  rejected {count} x {reason}" + (f" (e.g. row {example.row}: {example.detail})"
-                                                        if example else ""))
+                                                        if example else "") + HINTS.get(reason, ""), markup=False)
     if summary.without_date:
         console.print(f"[yellow]{summary.without_date} row(s) had no date: their event time is the import time[/]")
+    if summary.read and summary.rejected == summary.read:
+        nothing = "nothing would be published" if dry_run else "nothing was published"
+        console.print(f"[red]every row was rejected ({summary.read}): {nothing}[/]")
+        raise typer.Exit(1)
 
 
 def replay_command(

@@ -134,3 +134,32 @@ def test_replay_fixed_dead_letters(pipeline: Pipeline, tmp_path: Path) -> None:
 
     again = feedback(pipeline, ["replay", "--from-dlq", "--reason", "schema_violation", "--fixes", str(export)])
     assert again["replayed"] == 0 and again["already_written"] == 1
+
+
+def test_dry_run_shows_the_mapping_and_a_file_of_rejects_fails(tmp_path: Path) -> None:
+    path = tmp_path / "dates.csv"
+    path.write_text("Submitted At,How likely are you to recommend us?,Comments,Notes\n"
+                    "31/01/2025 14:30,9,Lovely,x\n01/02/2025 09:00,3,Late again,y\n")
+    env = {"FEEDBACK_DATA_DIR": str(tmp_path / "data"), "FEEDBACK_LOG_FORMAT": "json"}
+    failed = run_cli(["import", str(path), "--text", "Comments", "--dry-run"], env=env)
+    assert failed.exit_code == 1, failed.output  # every row rejected: not a success
+    out = " ".join(failed.output.split())
+    assert "date <- 'Submitted At' (found from the headers)" in out and "text <- 'Comments' (named)" in out
+    assert "nps <- 'How likely are you to recommend us?'" in out and "not used: 'Notes'" in out
+    assert "rejected 2 x invalid_date" in out and "--date-format" in out and "every row was rejected (2)" in out
+    fixed = run_cli(["import", str(path), "--text", "Comments", "--dry-run", "--date-format", "%d/%m/%Y %H:%M"],
+                    env=env)
+    assert fixed.exit_code == 0 and "would publish 2" in fixed.output, fixed.output
+    assert not (tmp_path / "data").exists()  # a dry run creates no key and no warehouse
+
+
+def test_send_prints_the_id_as_the_warehouse_stores_it(pipeline: Pipeline) -> None:
+    env = {k: pipeline.env[k] for k in ENV_KEYS} | {"FEEDBACK_HTTP_PORT": str(pipeline.http_port),
+                                                   "FEEDBACK_LOG_FORMAT": "json"}
+    result = run_cli(["send", "The app keeps logging me out", "--nps", "4"], env=env)
+    assert result.exit_code == 0, result.output
+    printed = result.stdout.strip().splitlines()[-1]
+    found = wait_for(lambda: pipeline.rows("feedback_id = :id", {"id": printed}) or None, 60, what="sent row")
+    assert found[0]["nps_score"] == 4
+    stored = found[0]["feedback_id"]
+    assert printed == (stored if isinstance(stored, str) else str(stored))
