@@ -119,10 +119,11 @@ def sink_alerts() -> None:
     run(settings)
 
 
-from sinks.alerts.commands import alerts_app, backtest_command  # noqa: E402
+from sinks.alerts.commands import alerts_app, backtest_command, themes_command  # noqa: E402
 
 app.add_typer(alerts_app, name="alerts")
 app.command("backtest")(backtest_command)
+app.command("themes")(themes_command)
 
 
 @connector_app.command("zendesk")

@@ -480,6 +480,8 @@ class AlertSettings(SignalSettings, SinkSettings):
     alert_notify_updates: bool = Field(default=False, description="Also notify every 'updated' event.")
     alert_notify_member_alerts: bool = Field(
         default=False, description="Also send each member alert's events to people (not only incidents).")
+    alert_theme_watch_seconds: float = Field(
+        default=3600.0, ge=0, description="How often the alert sink looks for emerging complaint themes (0: never).")
     alert_link_url: str | None = Field(default=None, description="Dashboard link put in notifications.")
 
     @property

@@ -205,3 +205,30 @@ def backtest_command(
                    f"[{', '.join(i.signals)}]  {len(i.alerts)} alert(s)\n  {i.summary}")
         for e in i.examples[:3]:
             typer.echo(f"    “{e[:160]}”")
+
+
+def themes_command(
+    since: Annotated[str, typer.Option("--since", help="YYYY-MM-DD: cluster the complaints since then.")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON array of themes.")] = False,
+) -> None:
+    """Complaint themes the taxonomy has no category for: label, size, growth, examples (offline clustering)."""
+    from sinks.alerts import themes
+
+    try:
+        start = datetime.fromisoformat(since).replace(tzinfo=UTC)
+    except ValueError:
+        raise ConfigError(f"--since {since!r} is not a date (YYYY-MM-DD)") from None
+    found = themes.themes_since(_engine(), start)
+    rising = {t.theme_id for t in themes.emerging(found)}
+    if as_json:
+        typer.echo(json.dumps([{**t.to_json(), "emerging": t.theme_id in rising} for t in found]))
+        return
+    if not found:
+        typer.echo("no themes: too few complaints outside the taxonomy since " + since)
+    for t in found:
+        growth = f"{t.growth:.1f}x" if t.growth is not None else "new"
+        flag = "  EMERGING" if t.theme_id in rising else ""
+        typer.echo(f"{str(t.theme_id)[:8]}  {t.label}  size {t.size}, last week {t.recent} "
+                   f"({t.recent_share:.0%} of those complaints), growth {growth}{flag}")
+        for e in t.examples:
+            typer.echo(f"    “{e[:160]}”")

@@ -79,6 +79,7 @@ class AlertSink:
         guard = RecreatedTopicGuard(s, self._consumer, [self.topics.signals])
         log.info("alert sink started", topic=self.topics.signals, channels=[c.name for c in channels],
                  url=self.engine.url.render_as_string(hide_password=True))
+        next_themes = time.monotonic() + 60.0  # after the first batches, then every interval
         try:
             while not self._stop.is_set():
                 polled = poll_through_outage(self._consumer, timeout_ms=500, max_records=s.sink_batch_size)
@@ -87,6 +88,9 @@ class AlertSink:
                 if batch:
                     self._handle(batch, commit=not rewound)
                     self._lag()
+                if s.alert_theme_watch_seconds and time.monotonic() >= next_themes:
+                    next_themes = time.monotonic() + s.alert_theme_watch_seconds
+                    self._watch_themes()
         finally:
             guard.close()
             self._consumer.close(autocommit=False)
@@ -122,6 +126,20 @@ class AlertSink:
             self._commit(batch)
         metrics.BATCH_SECONDS.labels("alerts").observe(time.perf_counter() - started)
         metrics.BATCH_SIZE.labels("alerts").observe(len(batch))
+
+    def _watch_themes(self) -> None:
+        """Open an incident for each emerging complaint theme (best effort: retried at the next interval)."""
+        from sinks.alerts import themes
+
+        try:
+            opened = themes.run_watch(self.engine)
+        except Exception:  # a failed clustering or a warehouse outage: the next interval tries again
+            log.exception("emerging-theme watch failed")
+            return
+        if opened:
+            log.info("emerging themes", incidents=[str(i) for i in opened])
+            if self.dispatcher is not None:
+                self.dispatcher.nudge()
 
     def _judge_with_retry(self, windows: list[SignalWindow]) -> Any:
         if not windows:

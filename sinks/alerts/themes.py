@@ -1,0 +1,184 @@
+"""Emerging themes: complaints the taxonomy has no category for, clustered offline and watched.
+
+The texts are the stored non-positive feedback tagged ``other`` (nothing in the taxonomy matched)
+since a date. They are clustered with scikit-learn on TF-IDF (word 1-2 grams, English stop words;
+k-means with a fixed seed, the number of clusters with the best silhouette): no network, no model download. Each theme
+gets a readable label (its three heaviest key phrases), an id that is a UUIDv5 of the sorted top key
+phrases (the same complaint gets the same id on every run), its size, its share of the recent week
+against before (growth) and a few example texts.
+
+A theme **emerges** when it holds at least ``min_recent`` texts of the last week and at least
+``min_share`` of that week's ``other`` complaints, and before that week it held less than a fifth of
+that share: then :func:`watch` opens an incident of kind ``emerging_theme`` (id: UUIDv5 of the theme,
+so it opens once), driven by ``theme=<label>``, delivered like any incident.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, exists, or_, select
+
+from sinks.alerts.incidents import INC, _history, utc
+from sinks.warehouse.models import Feedback, FeedbackCategory
+
+THEME_NAMESPACE = uuid.UUID("9a4c3e61-2f7b-5d18-a0c6-7e2b5f1d8c43")
+RECENT = timedelta(days=7)
+
+
+@dataclass
+class Theme:
+    """One cluster of ``other`` complaints: stable id, label, size, growth, examples."""
+
+    theme_id: uuid.UUID
+    label: str
+    phrases: list[str]
+    size: int
+    recent: int
+    recent_share: float
+    earlier_share: float
+    first_seen: datetime
+    recent_since: datetime
+    examples: list[str] = field(default_factory=list)
+
+    @property
+    def growth(self) -> float | None:
+        """Recent share over earlier share (None when it was absent before)."""
+        return self.recent_share / self.earlier_share if self.earlier_share > 0 else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"theme_id": str(self.theme_id), "label": self.label, "phrases": self.phrases, "size": self.size,
+                "recent": self.recent, "recent_share": round(self.recent_share, 4),
+                "earlier_share": round(self.earlier_share, 4), "growth": self.growth,
+                "first_seen": self.first_seen.isoformat(), "recent_since": self.recent_since.isoformat(),
+                "examples": self.examples}
+
+
+def other_complaints(conn: Connection, since: datetime) -> list[tuple[datetime, str]]:
+    """(event time, text) of the non-positive feedback tagged ``other`` since ``since``."""
+    f, fc = Feedback.__table__, FeedbackCategory.__table__
+    tagged_other = exists().where(fc.c.feedback_id == f.c.feedback_id, fc.c.category == "other")
+    rows = conn.execute(select(f.c.event_time, f.c.text).where(
+        f.c.event_time >= since, f.c.sentiment_label != "positive",
+        or_(f.c.primary_category == "other", tagged_other)).order_by(f.c.event_time))
+    return [(utc(t) or since, str(x)) for t, x in rows if x and x.strip()]
+
+
+def cluster(items: list[tuple[datetime, str]], min_size: int = 5, seed: int = 0) -> list[Theme]:
+    """Themes of these texts, largest first (clusters smaller than ``min_size`` are dropped)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    if len(items) < 2 * min_size:
+        return []
+    texts = [t for _, t in items]
+    vec = TfidfVectorizer(ngram_range=(1, 2), stop_words="english", min_df=2, max_df=0.5, sublinear_tf=True)
+    try:
+        x = vec.fit_transform(texts)
+    except ValueError:  # nothing left after the stop words
+        return []
+    _, labels = _best_k(x, len(texts) // min_size, seed)
+    labels = _merge_similar(x, labels)
+    terms = vec.get_feature_names_out()
+    latest = max(t for t, _ in items)
+    recent_total = sum(1 for t, _ in items if t > latest - RECENT) or 1
+    earlier_total = max(1, len(items) - recent_total)
+    out = []
+    for c in sorted(set(labels)):
+        idx = [i for i, lab in enumerate(labels) if lab == c]
+        if len(idx) < min_size:
+            continue
+        weights = x[idx].mean(axis=0).A1
+        phrases = [str(terms[j]) for j in weights.argsort()[::-1][:3] if weights[j] > 0]
+        recent = sum(1 for i in idx if items[i][0] > latest - RECENT)
+        common = Counter(texts[i].strip()[:300] for i in idx).most_common(3)
+        out.append(Theme(theme_id=uuid.uuid5(THEME_NAMESPACE, "|".join(sorted(phrases))), label=", ".join(phrases),
+                         phrases=phrases, size=len(idx), recent=recent, recent_share=recent / recent_total,
+                         earlier_share=(len(idx) - recent) / earlier_total,
+                         first_seen=min(items[i][0] for i in idx),
+                         recent_since=min((items[i][0] for i in idx if items[i][0] > latest - RECENT), default=latest),
+                         examples=[t for t, _ in common]))
+    return sorted(out, key=lambda t: -t.size)
+
+
+def _best_k(x: Any, most: int, seed: int) -> tuple[int, Any]:
+    """k-means with the number of clusters (2-20) whose clustering has the best silhouette."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import silhouette_score
+
+    best: tuple[float, int, Any] | None = None
+    for k in sorted({c for c in (2, 4, 6, 8, 10, 12, 15, 20) if c <= max(2, most)}):
+        labels = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(x).labels_
+        if len(set(labels)) < 2:
+            continue
+        score = float(silhouette_score(x, labels, sample_size=min(2000, x.shape[0]), random_state=seed))
+        if best is None or score > best[0]:
+            best = (score, k, labels)
+    if best is None:
+        return 1, [0] * x.shape[0]
+    return best[1], best[2]
+
+
+def _merge_similar(x: Any, labels: Any, threshold: float = 0.4) -> list[int]:
+    """Join clusters whose centroids' cosine similarity exceeds ``threshold`` (k-means splits a theme)."""
+    import numpy as np
+
+    ids = sorted(set(int(v) for v in labels))
+    cents = np.vstack([np.asarray(x[[i for i, v in enumerate(labels) if v == c]].mean(axis=0)).ravel()
+                       for c in ids])
+    cents /= np.maximum(np.linalg.norm(cents, axis=1, keepdims=True), 1e-12)
+    sim = cents @ cents.T
+    parent = {c: c for c in ids}
+
+    def root(c: int) -> int:
+        while parent[c] != c:
+            c = parent[c]
+        return c
+
+    for a in range(len(ids)):
+        for b in range(a + 1, len(ids)):
+            if sim[a, b] > threshold:
+                parent[root(ids[b])] = root(ids[a])
+    return [root(int(v)) for v in labels]
+
+
+def emerging(themes: list[Theme], min_recent: int = 10, min_share: float = 0.10) -> list[Theme]:
+    """The themes that rose from (almost) nothing to a noticeable share of the last week."""
+    return [t for t in themes if t.recent >= min_recent and t.recent_share >= min_share
+            and t.earlier_share < t.recent_share / 5]
+
+
+def themes_since(engine: Engine, since: datetime) -> list[Theme]:
+    with engine.connect() as conn:
+        return cluster(other_complaints(conn, since))
+
+
+def watch(conn: Connection, since: datetime, now: datetime) -> list[uuid.UUID]:
+    """Open an ``emerging_theme`` incident for every emerging theme that has none; returns their ids."""
+    opened = []
+    for t in emerging(cluster(other_complaints(conn, since))):
+        iid = uuid.uuid5(THEME_NAMESPACE, f"incident|{t.theme_id}")
+        if conn.execute(select(INC.c.incident_id).where(INC.c.incident_id == iid)).first() is not None:
+            continue
+        started = t.first_seen if t.earlier_share == 0 else t.recent_since  # event time of the rise
+        growth = f"{t.growth:.1f}x its earlier share" if t.growth is not None else "new this week"
+        summary = (f"Emerging complaint theme \u201c{t.label}\u201d: {t.recent} complaints in the last week, "
+                   f"{t.recent_share:.0%} of the complaints no category covers ({growth}); {t.size} in all.")
+        conn.execute(INC.insert().values(
+            incident_id=iid, kind="emerging_theme", status="open", severity="warning", driver_scope_type="theme",
+            driver_scope_value=t.label[:500], signals=["theme_share"], explained_share=None, started_at=started,
+            opened_at=now, updated_at=now, observed=t.recent_share, expected=t.earlier_share, sample_size=t.recent,
+            summary=summary, examples=t.examples))
+        _history(conn, iid, "opened", "detector", now, key="opened")
+        opened.append(iid)
+    return opened
+
+
+def run_watch(engine: Engine, days: int = 28) -> list[uuid.UUID]:
+    """One watch over the last ``days`` of stored feedback (event time up to now)."""
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        return watch(conn, now - timedelta(days=days), now)
