@@ -8,7 +8,7 @@ from importlib.metadata import EntryPoint
 import pytest
 
 from pipeline import plugins
-from pipeline.config import UpSettings, load
+from pipeline.config import ProcessorSettings, UpSettings, load
 from pipeline.errors import ConfigError
 from pipeline.supervisor import Supervisor
 
@@ -20,13 +20,17 @@ def _no_imap(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_the_supervisor_runs_the_same_children_as_before() -> None:
     me = [sys.executable, "-m", "pipeline"]
-    sup = Supervisor(load(UpSettings), with_broker=False)
+    sup = Supervisor(load(UpSettings, processor_workers=2), with_broker=False)
     assert [(c.name, c.argv) for c in sup.children] == [
         ("sink", [*me, "sink", "warehouse"]),
         ("processor", [*me, "process"]),
+        ("processor-1", [*me, "process"]),  # FEEDBACK_PROCESSOR_WORKERS: one group, several workers
         ("alerts", [*me, "sink", "alerts"]),
         ("http", [*me, "serve-http"]),
     ]
+    second = sup.children[2].env
+    assert second["FEEDBACK_PROCESSOR_WORKER"] == "1"
+    assert int(second["FEEDBACK_PROCESSOR_METRICS_PORT"]) == load(ProcessorSettings).metrics_port + 100
 
 
 def test_the_email_connector_runs_only_when_imap_is_configured(monkeypatch: pytest.MonkeyPatch) -> None:
