@@ -25,7 +25,7 @@ import pytest
 
 from pipeline.broker import free_port
 from pipeline.config import AlertSettings
-from pipeline.schema import Alert
+from pipeline.schema import Alert, Incident
 from sinks.alerts.channels import DeliveryError, EmailChannel, SlackChannel, WebhookChannel
 
 pytestmark = pytest.mark.integration
@@ -221,3 +221,57 @@ def test_email_over_starttls_with_login(mailbox: Mailbox) -> None:
         EmailChannel(AlertSettings(**mailbox.settings(alert_smtp_password="wrong", alert_smtp_timeout_seconds=2))
                      ).deliver(alert)
     assert not wrong.value.permanent  # a setting to fix: the mail waits, it is not dropped
+
+
+def sample_incident(event: str = "opened") -> Incident:
+    start = datetime(2026, 3, 10, tzinfo=UTC)
+    return Incident(incident_id=uuid.uuid4(), status="open", severity="warning", driver_scope_type="category",
+                    driver_scope_value="delivery", signals=["negative_share"], explained_share=0.85,
+                    started_at=start, opened_at=start + timedelta(hours=3), observed=0.58, expected=0.21,
+                    sample_size=1240, alerts=[uuid.uuid4(), uuid.uuid4()],
+                    summary="Negative share of delivery feedback 58% vs 21% usual, 1,240 responses since Tue 10 Mar "
+                            "00:00 UTC; delivery explains 85% of the rise in negative share overall.",
+                    examples=["The parcel arrived <late> & crushed.", "Courier never came."], event=event,
+                    event_id=uuid.uuid4())
+
+
+def test_incidents_reach_people_in_words_with_examples(receiver: Receiver, mailbox: Mailbox) -> None:
+    inc = sample_incident()
+    SlackChannel(receiver.url("/slack"), 5.0).deliver_incident(inc)
+    [req] = receiver.at("/slack")
+    body = req.json()
+    assert body["text"].startswith("[opened] WARNING incident category=delivery: Negative share of delivery")
+    said = body["blocks"][1]["text"]["text"]
+    assert "What customers said" in said and "&lt;late&gt; &amp; crushed" in said  # escaped
+    assert f"feedback alerts ack {inc.incident_id}" in str(body["blocks"])
+    assert req.headers["idempotency-key"] == str(inc.event_id)
+
+    WebhookChannel(receiver.url("/hook"), 5.0, secret=b"k3y").deliver_incident(inc)
+    [hook] = receiver.at("/hook")
+    assert hook.headers["x-feedback-signature"] == "sha256=" + hmac.new(b"k3y", hook.body, hashlib.sha256).hexdigest()
+    assert Incident.model_validate(hook.json()["incident"]) == inc and hook.json()["event"] == "opened"
+
+    EmailChannel(AlertSettings(**mailbox.settings())).deliver_incident(inc)
+    [msg] = mailbox.messages
+    assert msg["Subject"] == "[feedback] [opened] WARNING incident category=delivery"
+    assert msg["X-Feedback-Incident-Id"] == str(inc.incident_id)
+    text = msg.get_payload()
+    assert "58% vs 21% usual, 1,240 responses" in text and "Courier never came." in text
+    assert "85% of the rise overall" in text
+
+
+def test_alerts_test_sends_one_message_through_the_named_channel(receiver: Receiver) -> None:
+    from typer.testing import CliRunner
+
+    from pipeline import cli
+
+    env = {"FEEDBACK_ALERT_WEBHOOK_URL": receiver.url("/hook")}
+    done = CliRunner().invoke(cli.app, ["alerts", "test", "--channel", "webhook"], env=env)
+    assert done.exit_code == 0 and "webhook: delivered" in done.stdout, done.output
+    [req] = receiver.at("/hook")
+    assert req.json()["event"] == "test" and "Test message" in req.json()["incident"]["summary"]
+    receiver.status = lambda r, _n: 400
+    refused = CliRunner().invoke(cli.app, ["alerts", "test", "--channel", "webhook"], env=env)
+    assert refused.exit_code == 1 and "refused" in refused.output
+    missing = CliRunner().invoke(cli.app, ["alerts", "test", "--channel", "email"], env=env)
+    assert missing.exit_code != 0 and "not configured" in str(missing.exception)
