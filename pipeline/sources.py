@@ -26,7 +26,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -110,6 +110,9 @@ class PollingSource:
     def saved(self, batch: Batch) -> None:
         """Called after the batch's cursors were saved (metrics, logs)."""
 
+    def interrupted(self, exc: Exception) -> None:
+        """Called when a retriable error interrupted the source (its own metrics, before the backoff)."""
+
     def wait(self, stop: threading.Event) -> None:
         """Wait until there may be new input (default: the poll interval) or until stopped."""
         stop.wait(self.poll_interval)
@@ -136,11 +139,20 @@ class SourceHealth:
 
 
 class SourceRunner:
-    """Runs one :class:`PollingSource` until stopped (guarantees: see the module docstring)."""
+    """Runs one :class:`PollingSource` until stopped (guarantees: see the module docstring).
 
-    def __init__(self, source: PollingSource, publisher: Publisher, store: StateStore,
-                 retry: RetryPolicy | None = None, once: bool = False) -> None:
-        self.source, self.publisher, self.store = source, publisher, store
+    ``publisher`` and ``store`` may be given as zero-argument callables: they are then made when the
+    source is first opened, inside the retry loop (a broker or database that is not up yet is waited
+    for like any other transient failure).
+    """
+
+    def __init__(self, source: PollingSource, publisher: Publisher | Callable[[], Publisher],
+                 store: StateStore | Callable[[], StateStore], retry: RetryPolicy | None = None,
+                 once: bool = False) -> None:
+        self.source = source
+        self._make_publisher, self._make_store = publisher, store
+        self._publisher: Publisher | None = None if callable(publisher) else publisher
+        self._store: StateStore | None = None if callable(store) else store
         self.retry = retry or RetryPolicy(first=0.5, maximum=30.0, jitter=0.2)
         self.once = once  # stop at the first idle batch (``--once``)
         self.health = SourceHealth()
@@ -148,6 +160,18 @@ class SourceRunner:
 
     def stop(self, *_: Any) -> None:
         self._stop.set()
+
+    @property
+    def publisher(self) -> Publisher:
+        if self._publisher is None:
+            self._publisher = self._make_publisher()  # type: ignore[operator]
+        return self._publisher
+
+    @property
+    def store(self) -> StateStore:
+        if self._store is None:
+            self._store = self._make_store()  # type: ignore[operator]
+        return self._store
 
     @property
     def stopping(self) -> bool:
@@ -166,22 +190,22 @@ class SourceRunner:
             while not self._stop.is_set():
                 try:
                     if not opened:
-                        self.source.open(StateView(self.store, self.source.namespace))
+                        store, _ = self.store, self.publisher  # made here when given as factories
+                        self.source.open(StateView(store, self.source.namespace))
                         opened = True
                     batch = self.source.next_batch()
-                    self._deliver(batch)
+                    self.deliver(batch)
                     backoff.reset()
                     self.health.consecutive_failures, self.health.last_error = 0, None
+                    if batch.idle and self.once:
+                        break
+                    if batch.idle:
+                        self.source.wait(self._stop)  # a source may wait on its connection (IMAP IDLE)
                 except Exception as exc:
                     if not self._retriable(exc):
                         raise
                     opened = self._close(opened)
                     self._pause(exc, backoff)
-                    continue
-                if batch.idle:
-                    if self.once:
-                        break
-                    self.source.wait(self._stop)
         finally:
             self.health.running = False
             self._close(opened)
@@ -202,6 +226,7 @@ class SourceRunner:
         retry_after = exc.retry_after if isinstance(exc, TransientError) else None
         delay = backoff.next(retry_after)
         kind = "transient" if isinstance(exc, TransientError) else type(exc).__name__
+        self.source.interrupted(exc)
         self.health.consecutive_failures += 1
         self.health.last_error = f"{type(exc).__name__}: {exc}"[:500]
         SOURCE_RETRIES.labels(self.source.name, kind).inc()
@@ -209,7 +234,7 @@ class SourceRunner:
                     error=self.health.last_error[:300], retry_in=round(delay, 2))
         self._stop.wait(delay)
 
-    def _deliver(self, batch: Batch) -> None:
+    def deliver(self, batch: Batch) -> None:
         """Publish (acks awaited), let the source finish the batch, then save its cursors."""
         if batch.records:
             self.publisher.publish(batch.records)

@@ -1,7 +1,9 @@
-"""Durable e-mail state in the warehouse database: per-folder checkpoints and known feedback ids.
+"""Durable e-mail state: per-folder checkpoints in the kernel's state store, and known feedback ids.
 
-The table ``email_checkpoints`` (migration ``0002_email``) holds, per ``(account, folder)``, the
-folder's UIDVALIDITY and the highest UID whose records (and dead letters) the broker acknowledged.
+A folder's checkpoint is the state-store entry namespace ``email:<account>``, key ``<folder>``, value
+``{"uidvalidity", "last_uid"}``: the folder's UIDVALIDITY and the highest UID whose records (and dead
+letters) the broker acknowledged. The former table ``email_checkpoints`` (migration ``0002_email``)
+stays declared so that Alembic sees it; migration ``0011_state`` copied its rows into the state store.
 """
 
 from __future__ import annotations
@@ -10,15 +12,15 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Engine, String, Table, inspect, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import BigInteger, DateTime, Engine, String, inspect, select
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from pipeline.errors import TransientError
 from pipeline.logging import get_logger
+from pipeline.state import SqlStateStore
 from sinks.warehouse.db import migrate
 from sinks.warehouse.models import Base, Feedback
 
@@ -26,7 +28,7 @@ log = get_logger(__name__)
 
 
 class EmailCheckpoint(Base):
-    """One row per watched folder: UIDVALIDITY + the last UID acknowledged by the broker."""
+    """The former checkpoint table (no longer written; its rows moved to ``source_state`` in 0011)."""
 
     __tablename__ = "email_checkpoints"
 
@@ -43,6 +45,11 @@ class Checkpoint:
     last_uid: int
 
 
+def cursor(uidvalidity: int, last_uid: int) -> dict[str, int]:
+    """A folder's checkpoint as the state store keeps it."""
+    return {"uidvalidity": uidvalidity, "last_uid": last_uid}
+
+
 def migrate_with_retry(engine: Engine, attempts: int = 8) -> None:
     """Apply the migrations; other components may be migrating the same database at the same time."""
     for attempt in range(1, attempts + 1):
@@ -56,40 +63,26 @@ def migrate_with_retry(engine: Engine, attempts: int = 8) -> None:
             time.sleep(min(0.5 * attempt, 3.0))
 
 
+def namespace(account: str) -> str:
+    """The account's namespace in the state store (one key per folder)."""
+    return f"email:{account}"
+
+
 class CheckpointStore:
-    """Reads and advances folder checkpoints; each save is its own committed transaction."""
+    """Reads and advances folder checkpoints in the state store (each save its own committed
+    transaction), and tells which feedback ids the warehouse already holds."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.state = SqlStateStore(engine)
         self._feedback_table: bool | None = None
 
     def get(self, account: str, folder: str) -> Checkpoint | None:
-        try:
-            with self.engine.connect() as conn:
-                row = conn.execute(
-                    select(EmailCheckpoint.uidvalidity, EmailCheckpoint.last_uid).where(
-                        EmailCheckpoint.account == account, EmailCheckpoint.folder == folder)
-                ).first()
-        except OperationalError as exc:
-            raise TransientError(f"checkpoint store unavailable: {exc.orig!r}"[:500], retry_after=2) from exc
-        return Checkpoint(int(row[0]), int(row[1])) if row else None
+        value = self.state.get(namespace(account), folder)
+        return Checkpoint(int(value["uidvalidity"]), int(value["last_uid"])) if value else None
 
     def save(self, account: str, folder: str, uidvalidity: int, last_uid: int) -> None:
-        values = {"account": account, "folder": folder, "uidvalidity": uidvalidity, "last_uid": last_uid,
-                  "updated_at": datetime.now(UTC)}
-        table = EmailCheckpoint.__table__
-        assert isinstance(table, Table)
-        stmt = (postgresql.insert(table) if self.engine.dialect.name == "postgresql"
-                else sqlite.insert(table))
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["account", "folder"],
-            set_={k: stmt.excluded[k] for k in ("uidvalidity", "last_uid", "updated_at")},
-        )
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(stmt, values)
-        except OperationalError as exc:
-            raise TransientError(f"checkpoint store unavailable: {exc.orig!r}"[:500], retry_after=2) from exc
+        self.state.save(namespace(account), {folder: cursor(uidvalidity, last_uid)})
 
     def known(self, ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
         """Which of ``ids`` already have a warehouse row (so need not be published again)."""

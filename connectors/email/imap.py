@@ -1,34 +1,40 @@
 """The IMAP connector (``feedback connector email``): mailbox folders -> ``feedback.raw``.
 
-Each cycle reads, per folder, the messages above the folder's checkpoint (UIDVALIDITY + last UID)
-in UID order and in batches, hands them to the shared :class:`~connectors.email.ingest.Ingestor`
-(which waits for the broker's acks), applies the after-processing action, and only then stores the
-batch's last UID. Between cycles it waits in IMAP IDLE (when the server has it) or sleeps.
+:class:`ImapConnector` is a :class:`~pipeline.sources.PollingSource` run by the kernel's
+:class:`~pipeline.sources.SourceRunner`. A batch is a run of messages of one folder above the folder's
+checkpoint (UIDVALIDITY + last UID), read in UID order; the shared
+:class:`~connectors.email.ingest.Ingestor` turns it into records and dead letters; the runner publishes
+them and waits for the broker's acks, the connector then applies the after-processing action, and only
+then does the runner save the batch's last UID in the state store. When every folder is read the
+connector waits in IMAP IDLE (when the server has it) or sleeps.
 """
 
 from __future__ import annotations
 
 import contextlib
 import imaplib
-import random
 import signal
 import ssl
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from imapclient import SEEN, IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
-from connectors.email.checkpoint import CheckpointStore, migrate_with_retry
-from connectors.email.ingest import Ingestor, RawMail, Summary
+from connectors.email.checkpoint import CheckpointStore, cursor, migrate_with_retry, namespace
+from connectors.email.ingest import Ingestor, Prepared, RawMail, Summary
 from connectors.email.parse import ParseOptions
 from connectors.email.settings import EmailSettings
 from pipeline import metrics
 from pipeline.errors import ConfigError, TransientError
 from pipeline.logging import get_logger
 from pipeline.publisher import Publisher
+from pipeline.retry import RetryPolicy
+from pipeline.sources import Batch, PollingSource, SourceRunner, StateView
+from pipeline.state import StateStore
 from pipeline.topics import ensure_topics
 from sinks.warehouse.db import make_engine
 
@@ -38,22 +44,17 @@ BATCH_BYTES = 32 * 1024 * 1024
 _IMAP_ERRORS = (IMAPClientError, imaplib.IMAP4.error, OSError, EOFError)
 
 
-class Backoff:
-    """Exponential backoff with jitter: 1 s, 2 s, 4 s, ... up to ``maximum``."""
+@dataclass
+class FolderBatch:
+    """What the connector needs back once a batch was acknowledged."""
 
-    def __init__(self, maximum: float, first: float = 1.0) -> None:
-        self.maximum, self.first, self.current = maximum, first, first
-
-    def next(self) -> float:
-        delay = min(self.current, self.maximum)
-        self.current = min(self.current * 2, self.maximum)
-        return delay * random.uniform(0.8, 1.0)
-
-    def reset(self) -> None:
-        self.current = self.first
+    client: IMAPClient
+    folder: str
+    uids: list[int]
+    prepared: Prepared | None = None
 
 
-class ImapConnector:
+class ImapConnector(PollingSource):
     """Polls one IMAP account's folders and publishes every message once.
 
     Guarantees: a folder's checkpoint moves past a UID only after the broker acknowledged the
@@ -64,6 +65,9 @@ class ImapConnector:
     one bad message never stops the connector (it becomes a dead letter).
     """
 
+    name = "email"
+    retry_on = _IMAP_ERRORS
+
     def __init__(self, settings: EmailSettings, publisher: Publisher | None = None,
                  store: CheckpointStore | None = None) -> None:
         settings.require_imap()
@@ -71,65 +75,91 @@ class ImapConnector:
         self.publisher = publisher
         self.store = store
         self.ingestor: Ingestor | None = None
-        self.stop_event = threading.Event()
         self.account = settings.account
+        self.namespace = namespace(self.account)
+        self.poll_interval = settings.imap_poll_seconds
+        self.client: IMAPClient | None = None
+        self._plan: Iterator[Batch] | None = None
+        self.runner = SourceRunner(self, self._publisher, self._state,
+                                   retry=RetryPolicy(first=1.0, maximum=settings.imap_backoff_max_seconds, jitter=0.2))
         if settings.imap_security == "none" and settings.imap_host not in ("127.0.0.1", "localhost", "::1"):
             log.warning("IMAP without TLS to a remote host: the password travels in clear text",
                         host=settings.imap_host)
 
     def stop(self) -> None:
-        self.stop_event.set()
+        self.runner.stop()
 
-    # -- main loop ---------------------------------------------------------------------------
     def run(self) -> None:
-        """Run until :meth:`stop`; ConfigError propagates, everything else is retried."""
-        backoff = Backoff(self.settings.imap_backoff_max_seconds)
-        while not self.stop_event.is_set():
-            try:
-                self._dependencies()
-                self._session(backoff)
-                continue
-            except ConfigError:
-                raise
-            except ssl.SSLCertVerificationError as exc:
-                raise ConfigError(
-                    f"TLS certificate of {self.settings.imap_host} not trusted ({exc.verify_message}); "
-                    "set FEEDBACK_IMAP_CA_FILE to the CA that issued it") from exc
-            except TransientError as exc:
-                kind, delay, error = "broker_or_store", max(exc.retry_after or 0, backoff.next()), str(exc)
-            except _IMAP_ERRORS as exc:
-                kind, delay, error = "imap", backoff.next(), f"{type(exc).__name__}: {exc}"
-            metrics.EMAIL_CONNECTION_ERRORS.labels(kind).inc()
-            log.warning("e-mail connector interrupted; retrying", kind=kind, error=error[:300],
-                        retry_in=round(delay, 2))
-            self.stop_event.wait(delay)
+        """Run until :meth:`stop`; ConfigError propagates, everything else is retried (by the runner)."""
+        self.runner.run()
 
-    def _dependencies(self) -> None:
+    # -- dependencies, made by the runner inside its retry loop ---------------------------------
+    def _state(self) -> StateStore:
         if self.store is None:
             engine = make_engine(self.settings.database_url)
             migrate_with_retry(engine)
             self.store = CheckpointStore(engine)
+        return self.store.state
+
+    def _publisher(self) -> Publisher:
         if self.publisher is None:
             ensure_topics(self.settings)
             self.publisher = Publisher(self.settings, client_id="feedback-email")
+        return self.publisher
+
+    def _dependencies(self) -> None:
+        self._state()
+        self._publisher()
         if self.ingestor is None:
             user = self.settings.imap_user or ""
-            self.ingestor = Ingestor(ParseOptions.from_settings(self.settings), self.publisher, known=self.store,
+            self.ingestor = Ingestor(ParseOptions.from_settings(self.settings), self._publisher(), known=self.store,
                                      channel=user.lower() if "@" in user else self.account)
 
-    def _session(self, backoff: Backoff) -> None:
-        client = self.connect()
-        try:
-            backoff.reset()
-            self._check_folders(client)
-            while not self.stop_event.is_set():
-                for folder in self.settings.imap_folders:
-                    if self.stop_event.is_set():
-                        break
-                    self.sync_folder(client, folder)
-                if not self.stop_event.is_set():
-                    self._wait(client)
-        finally:
+    # -- the PollingSource hooks --------------------------------------------------------------
+    def open(self, state: StateView) -> None:
+        super().open(state)
+        self._dependencies()
+        self.client = self.connect()
+        self._check_folders(self.client)
+        self._plan = None
+
+    def next_batch(self) -> Batch:
+        """The next batch of the current cycle over the folders; an idle batch ends the cycle."""
+        assert self.client is not None
+        if self._plan is None:
+            client = self.client
+            self._plan = (b for folder in self.settings.imap_folders for b in self.folder_batches(client, folder))
+        batch = next(self._plan, None)
+        if batch is None:
+            self._plan = None
+            return Batch(idle=True)
+        return batch
+
+    def acknowledged(self, batch: Batch) -> None:
+        part: FolderBatch | None = batch.context
+        if part is not None and part.uids:
+            self._after_processing(part.client, part.uids)
+
+    def saved(self, batch: Batch) -> None:
+        part: FolderBatch | None = batch.context
+        if part is None or not part.uids:
+            return
+        metrics.EMAIL_CHECKPOINT_UID.labels(part.folder).set(part.uids[-1])
+        if part.prepared is not None and self.ingestor is not None:
+            self.ingestor.finish(part.prepared)
+            log.info("batch published", folder=part.folder, uids=f"{part.uids[0]}-{part.uids[-1]}",
+                     **{k: v for k, v in part.prepared.summary.as_dict().items() if v})
+
+    def interrupted(self, exc: Exception) -> None:
+        metrics.EMAIL_CONNECTION_ERRORS.labels("broker_or_store" if isinstance(exc, TransientError) else "imap").inc()
+
+    def wait(self, stop: threading.Event) -> None:
+        if self.client is not None:
+            self._wait(self.client, stop)
+
+    def close(self) -> None:
+        client, self.client, self._plan = self.client, None, None
+        if client is not None:
             with contextlib.suppress(Exception):  # the connection may already be gone
                 client.logout()
 
@@ -138,14 +168,19 @@ class ImapConnector:
         s = self.settings
         ctx = ssl.create_default_context(cafile=str(s.imap_ca_file) if s.imap_ca_file else None)
         host, port = str(s.imap_host), s.port
-        if s.imap_security == "ssl":
-            client = IMAPClient(host, port=port, ssl=True, ssl_context=ctx, timeout=s.imap_timeout_seconds)
-        else:
-            client = IMAPClient(host, port=port, ssl=False, timeout=s.imap_timeout_seconds)
-            if s.imap_security == "starttls":
-                if not client.has_capability("STARTTLS"):
-                    raise ConfigError(f"FEEDBACK_IMAP_SECURITY=starttls but {host}:{port} offers no STARTTLS")
-                client.starttls(ctx)
+        try:
+            if s.imap_security == "ssl":
+                client = IMAPClient(host, port=port, ssl=True, ssl_context=ctx, timeout=s.imap_timeout_seconds)
+            else:
+                client = IMAPClient(host, port=port, ssl=False, timeout=s.imap_timeout_seconds)
+                if s.imap_security == "starttls":
+                    if not client.has_capability("STARTTLS"):
+                        raise ConfigError(f"FEEDBACK_IMAP_SECURITY=starttls but {host}:{port} offers no STARTTLS")
+                    client.starttls(ctx)
+        except ssl.SSLCertVerificationError as exc:
+            raise ConfigError(
+                f"TLS certificate of {host} not trusted ({exc}); "
+                "set FEEDBACK_IMAP_CA_FILE to the CA that issued it") from exc
         client.normalise_times = False  # INTERNALDATE as timezone-aware datetimes
         token = s.oauth2_token()
         try:
@@ -173,10 +208,19 @@ class ImapConnector:
 
     # -- one folder --------------------------------------------------------------------------
     def sync_folder(self, client: IMAPClient, folder: str) -> Summary:
-        """Read everything above the folder's checkpoint; returns what became of it."""
+        """Read and deliver everything above the folder's checkpoint; returns what became of it."""
+        self._dependencies()
+        total = Summary()
+        for batch in self.folder_batches(client, folder):
+            self.runner.deliver(batch)
+            if batch.context is not None and batch.context.prepared is not None:
+                total.add(batch.context.prepared.summary)
+        return total
+
+    def folder_batches(self, client: IMAPClient, folder: str) -> Iterator[Batch]:
+        """The batches above the folder's checkpoint, each with the cursor it advances to."""
         assert self.store is not None and self.ingestor is not None
-        s = self.settings
-        info = client.select_folder(folder, readonly=s.imap_after_processing == "none")
+        info = client.select_folder(folder, readonly=self.settings.imap_after_processing == "none")
         uidvalidity = int(info[b"UIDVALIDITY"])
         checkpoint = self.store.get(self.account, folder)
         last = 0
@@ -186,29 +230,22 @@ class ImapConnector:
             metrics.EMAIL_UIDVALIDITY_RESETS.labels(folder).inc()
             log.warning("UIDVALIDITY changed: re-reading the folder; known messages are not published again",
                         folder=folder, old=checkpoint.uidvalidity, new=uidvalidity)
-        total = Summary()
         uids = [] if int(info.get(b"EXISTS", 0)) == 0 else sorted(
             u for u in client.search(["UID", f"{last + 1}:*"]) if u > last)
         if not uids:
             if checkpoint is None or checkpoint.uidvalidity != uidvalidity:
-                self.store.save(self.account, folder, uidvalidity, last)
-            return total
+                yield Batch(cursors={folder: cursor(uidvalidity, last)})
+            return
         sizes: dict[int, int] = {}
         for start in range(0, len(uids), 1000):
             for uid, data in client.fetch(uids[start:start + 1000], ["RFC822.SIZE"]).items():
                 sizes[uid] = int(data.get(b"RFC822.SIZE", 0))
-        for batch in self._batches(uids, sizes):
-            if self.stop_event.is_set():
-                break
-            mails = self._fetch(client, folder, uidvalidity, batch, sizes)
-            summary = self.ingestor.ingest(mails)  # returns after the broker's acks
-            self._after_processing(client, batch)
-            self.store.save(self.account, folder, uidvalidity, batch[-1])
-            metrics.EMAIL_CHECKPOINT_UID.labels(folder).set(batch[-1])
-            total.add(summary)
-            log.info("batch published", folder=folder, uids=f"{batch[0]}-{batch[-1]}",
-                     **{k: v for k, v in summary.as_dict().items() if v})
-        return total
+        for part in self._batches(uids, sizes):
+            prepared = self.ingestor.prepare(self._fetch(client, folder, uidvalidity, part, sizes))
+            yield Batch(records=prepared.records, dead_letters=prepared.letters,
+                        skipped=prepared.summary.skipped_by_reason.copy(),
+                        cursors={folder: cursor(uidvalidity, part[-1])},
+                        context=FolderBatch(client, folder, part, prepared))
 
     def _batches(self, uids: list[int], sizes: dict[int, int]) -> Iterator[list[int]]:
         batch: list[int] = []
@@ -261,16 +298,16 @@ class ImapConnector:
                 else:
                     client.expunge()
 
-    def _wait(self, client: IMAPClient) -> None:
+    def _wait(self, client: IMAPClient, stop: threading.Event) -> None:
         """Until new mail (IDLE), the poll interval, or stop."""
         seconds = self.settings.imap_poll_seconds
         if not (self.settings.imap_idle and client.has_capability("IDLE")):
-            self.stop_event.wait(seconds)
+            stop.wait(seconds)
             return
         deadline = time.monotonic() + seconds
         client.idle()
         try:
-            while not self.stop_event.is_set():
+            while not stop.is_set():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -279,10 +316,6 @@ class ImapConnector:
                     break
         finally:
             client.idle_done()
-
-    def close(self) -> None:
-        if self.publisher is not None:
-            self.publisher.close()
 
 
 def run(settings: EmailSettings) -> None:
@@ -296,5 +329,6 @@ def run(settings: EmailSettings) -> None:
     try:
         connector.run()
     finally:
-        connector.close()
+        if connector.publisher is not None:
+            connector.publisher.close()
         log.info("e-mail connector stopped")

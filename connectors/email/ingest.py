@@ -69,6 +69,16 @@ class Summary:
                 "skipped_by_reason": dict(sorted(self.skipped_by_reason.items()))}
 
 
+@dataclass
+class Prepared:
+    """A parsed batch: the records and dead letters to publish, and what became of each message."""
+
+    summary: Summary
+    records: list[FeedbackRecord] = field(default_factory=list)
+    letters: list[DeadLetter] = field(default_factory=list)
+    ids: set[uuid.UUID] = field(default_factory=set)
+
+
 class Sink(Protocol):
     def publish(self, records: Sequence[FeedbackRecord], timeout: float = ...) -> None: ...
     def dead_letter(self, letters: Sequence[DeadLetter], timeout: float = ...) -> None: ...
@@ -113,24 +123,32 @@ class Ingestor:
 
     def ingest(self, mails: Sequence[RawMail]) -> Summary:
         """Parse, drop already-known ids, publish; returns after the broker's acks."""
+        prepared = self.prepare(mails)
+        if prepared.records:
+            self.publisher.publish(prepared.records)
+        if prepared.letters:
+            self.publisher.dead_letter(prepared.letters)
+        self.finish(prepared)
+        return prepared.summary
+
+    def prepare(self, mails: Sequence[RawMail]) -> Prepared:
+        """Parse and sort a batch into records and dead letters, publishing nothing (a source's batch)."""
         outcomes = self.parse(mails)
         summary = Summary(read=len(mails))
         candidates = [o.feedback_id for o in outcomes if o.kind == "record"]
         known = self.known.known(candidates) if self.known and candidates else set()
-        records: list[FeedbackRecord] = []
-        letters: list[DeadLetter] = []
-        batch_ids: set[uuid.UUID] = set()
+        prepared = Prepared(summary=summary)
         for mail, outcome in zip(mails, outcomes, strict=True):
             if outcome.kind == "record":
                 fid = outcome.feedback_id
-                if fid in known or fid in self._seen or fid in batch_ids:
+                if fid in known or fid in self._seen or fid in prepared.ids:
                     summary.duplicates += 1
                     continue
-                batch_ids.add(fid)
+                prepared.ids.add(fid)
                 assert outcome.record is not None
-                records.append(outcome.record)
+                prepared.records.append(outcome.record)
                 continue
-            letters.append(dead_letter(mail, outcome))
+            prepared.letters.append(dead_letter(mail, outcome))
             if outcome.kind == "skipped":
                 summary.skipped_by_reason[outcome.reason] += 1
             else:
@@ -138,14 +156,13 @@ class Ingestor:
                 summary.dead_lettered_by_reason[outcome.reason] += 1
                 log.warning("unusable e-mail dead-lettered", reason=outcome.reason, detail=outcome.detail[:300],
                             location=mail.location)
-        if records:
-            self.publisher.publish(records)
-        if letters:
-            self.publisher.dead_letter(letters)
-        summary.published = len(records)
-        self._remember(batch_ids)
-        self._count(summary)
-        return summary
+        summary.published = len(prepared.records)
+        return prepared
+
+    def finish(self, prepared: Prepared) -> None:
+        """After the broker acknowledged a prepared batch: remember its ids and count it."""
+        self._remember(prepared.ids)
+        self._count(prepared.summary)
 
     def _remember(self, ids: set[uuid.UUID]) -> None:
         if len(self._seen) + len(ids) > self.remember:

@@ -15,7 +15,6 @@ import httpx
 import pytest
 from kafka import KafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import text
 
 from connectors.email.checkpoint import CheckpointStore, migrate_with_retry
 from connectors.email.imap import ImapConnector
@@ -25,6 +24,7 @@ from pipeline.broker import free_port, port_open
 from pipeline.errors import ConfigError
 from pipeline.publisher import Publisher
 from pipeline.schema import DeadLetter, derive_feedback_id
+from pipeline.state import SqlStateStore
 from sinks.warehouse.db import make_engine
 from tests.bench import email_samples as samples
 from tests.bench.email_samples import wire
@@ -72,11 +72,9 @@ class Connector:
                    if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
 
     def checkpoint(self, folder: str = "INBOX") -> tuple[int, int] | None:
-        with self.pipeline.engine.connect() as conn:
-            row = conn.execute(text("SELECT uidvalidity, last_uid FROM email_checkpoints "
-                                    "WHERE account = :a AND folder = :f"),
-                               {"a": f"{self.user}@127.0.0.1", "f": folder}).first()
-        return (int(row[0]), int(row[1])) if row else None
+        """The folder's checkpoint as the state store holds it (namespace email:<account>)."""
+        value = SqlStateStore(self.pipeline.engine).get(f"email:{self.user}@127.0.0.1", folder)
+        return (int(value["uidvalidity"]), int(value["last_uid"])) if value else None
 
 
 def dlq_payloads(pipeline: Pipeline, wanted: set[bytes], timeout: float = 60) -> set[bytes]:

@@ -124,3 +124,22 @@ def test_stop_ends_the_loop_after_the_batch_in_hand() -> None:
     assert not thread.is_alive()
     assert events == ["publish:1", "acknowledged", "save:cursor"]  # the batch in hand was finished
     assert store.get("list", "cursor") == {"n": 1} and source.closed == 1
+
+
+def test_a_failure_while_waiting_for_input_is_retried_like_one_while_reading() -> None:
+    events: list[str] = []
+    runner, source, _publisher, _store = runner_for([Batch(idle=True), Batch(records=[record("a")], idle=True)],
+                                                    events)
+    runner.once = False
+    waits = {"n": 0}
+
+    def wait(stop: threading.Event) -> None:
+        waits["n"] += 1
+        if waits["n"] == 1:
+            raise TransientError("connection dropped while idling", retry_after=3.0)
+        runner.stop()
+
+    source.wait = wait  # type: ignore[method-assign]
+    runner.run()
+    assert source.opened == 2 and runner._stop.waits[0] >= 3.0  # type: ignore[attr-defined]
+    assert events == ["acknowledged", "publish:1", "acknowledged"]
