@@ -90,3 +90,45 @@ def test_missing_file_and_missing_mode_are_clear(tmp_path: Path) -> None:
     assert done.returncode == 2 and "no such file" in done.stderr and "Traceback" not in done.stderr
     neither = backtest(tmp=tmp_path)
     assert neither.returncode == 2 and "--data FILE or --from-warehouse" in " ".join(neither.stderr.split())
+
+
+def test_from_warehouse_replays_the_stored_labels(tmp_path: Path) -> None:
+    """The same scenario already in the warehouse (labels as stored): one incident driven by delivery."""
+    import uuid
+
+    from sqlalchemy import insert
+
+    from sinks.warehouse.db import make_engine, migrate
+    from sinks.warehouse.models import Feedback, FeedbackCategory
+
+    url = f"sqlite:///{tmp_path / 'warehouse.db'}"
+    engine = make_engine(url)
+    migrate(engine)
+    rng = random.Random(2)
+    rows, cats = [], []
+    for h in range(12 * 24):
+        start = T0 + timedelta(hours=h)
+        p = 0.6 if start >= ONSET else 0.2
+        for category, share in (("delivery", p), ("other", 0.2)):
+            for _ in range(20):
+                fid, at = uuid.uuid4(), start + timedelta(seconds=rng.uniform(0, 3599))
+                label = "negative" if rng.random() < share else "positive"
+                rows.append({"feedback_id": fid, "schema_version": 1, "source": "event", "source_ref": str(fid),
+                             "text": "x", "tags": [], "attributes": {}, "sentiment_polarity": -0.5 if label ==
+                             "negative" else 0.5, "sentiment_subjectivity": 0.5, "sentiment_label": label,
+                             "sentiment_analyzer": "test", "primary_category": category, "event_time": at,
+                             "event_date": at.date(), "received_at": at, "processed_at": at, "written_at": at})
+                cats.append({"feedback_id": fid, "category": category, "confidence": 0.9, "rank": 0})
+    with engine.begin() as conn:
+        conn.execute(insert(Feedback), rows)
+        conn.execute(insert(FeedbackCategory), cats)
+    engine.dispose()
+    env = {**os.environ, "FEEDBACK_DATA_DIR": str(tmp_path), "FEEDBACK_WAREHOUSE_URL": url,
+           "FEEDBACK_LOG_LEVEL": "WARNING"}
+    done = subprocess.run([sys.executable, "-m", "pipeline", "backtest", "--from-warehouse", "--since",
+                           T0.date().isoformat(), "--json"], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    [incident] = out["incidents"]
+    assert (incident["driver_scope_type"], incident["driver_scope_value"]) == ("category", "delivery")
+    assert out["records"] == len(rows) and out["scopes"] == 4  # overall, source, two categories
