@@ -31,7 +31,7 @@ def _volume(cur: Kpis, prev: Kpis) -> tuple[str, str]:
 def _metric(name: str, now: Estimate, before: Estimate, higher_is_better: bool, unit: str, tests: int,
             still_open: str) -> tuple[str, str]:
     if not now.enough:
-        return "neutral", f"{name}: not enough data this period ({now.describe(unit)})."
+        return "neutral", f"{name}: {now.describe(unit)} this period."
     if not before.enough:
         return "neutral", f"{name} {now.describe(unit)}; the previous period had {plural(before.n, unit[:-1])}, " \
                           "too few to compare."

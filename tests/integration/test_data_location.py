@@ -89,7 +89,7 @@ def test_up_records_the_location_and_every_folder_finds_it(folders: dict[str, Pa
     result = feedback(["report", "--since", since(), "--out", str(out)], elsewhere, home)
     assert result.returncode == 0, result.stderr
     assert "Responses" in out.read_text()
-    listed = feedback(["alerts", "list", "--json"], elsewhere, home)
+    listed = feedback(["alerts", "list", "--alerts", "--json"], elsewhere, home)
     assert listed.returncode == 0, listed.stderr
     assert len(listed.stdout.strip().splitlines()) == len(data.alerts)
 

@@ -59,6 +59,14 @@ def test_report_renders_every_chart(kind: str, tmp_path: Path, browser: Any) -> 
     assert "alerts opened" in changes or "alert opened" in changes
     aspects = page.inner_text("#aspects")
     assert aspects.splitlines()[1].startswith("Delivery")  # the worst aspect comes first
+    opened = page.inner_text("#open-problems")  # open alerts come before everything else, with examples
+    assert page.evaluate("() => document.getElementById('open-problems').getBoundingClientRect().top"
+                         " < document.getElementById('changes').getBoundingClientRect().top")
+    assert "category: delivery" in opened and "event time" in opened and "“" in opened
+    for dimension in ("product", "channel", "source"):
+        assert "95% CI" in page.inner_text(f"#by-{dimension}") and "n = " in page.inner_text(f"#by-{dimension}")
+    voices = page.inner_text("#voices")
+    assert "Promoters" in voices and "Detractors" in voices and "Delivery" in voices
     alerts = page.inner_text("#alerts")
     assert "Courier partner contacted" in alerts and "Switched depots" in alerts and "resolved" in alerts
     page.screenshot(path=str(tmp_path / f"report-{kind}.png"), full_page=True)

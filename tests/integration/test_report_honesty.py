@@ -125,7 +125,7 @@ def test_real_change_is_reported_and_an_open_incident_comes_first(kind: str, tmp
 
         started = since + timedelta(days=20, hours=5)
         with engine.begin() as conn:
-            conn.execute(insert(AlertRow.__table__), [{
+            conn.execute(insert(AlertRow), [{
                 "alert_id": uuid.uuid4(), "signal": "negative_share", "scope_type": "product",
                 "scope_value": "smart kettle", "status": "open", "severity": "critical",
                 "first_window_start": started, "window_start": started + timedelta(hours=3),
