@@ -22,7 +22,7 @@ from alembic import op
 revision = "0011_state"
 down_revision = "0007_views"
 branch_labels = None
-depends_on = ("0002_email",)
+depends_on = None  # 0002_email is its own head: where it is not applied yet there is nothing to copy
 
 
 def upgrade() -> None:
