@@ -139,3 +139,50 @@ def test_real_change_is_reported_and_an_open_incident_comes_first(kind: str, tmp
     assert all(tone != "good" for tone, _ in data.changes)  # nothing is called good while it is open
     first = data.problems[0]
     assert first.open and first.started_at == started and first.examples  # event-time start, examples
+
+
+@pytest.mark.parametrize("kind", DIALECTS)
+def test_open_incident_with_its_driver_and_redacted_examples_leads(kind: str, tmp_path: Path) -> None:
+    from sinks.warehouse.alerts import AlertRow, IncidentHistoryRow, IncidentRow
+
+    since, until = period()
+    started = since + timedelta(days=25, hours=2)
+    now = datetime.now(UTC)
+    incident, old = uuid.uuid4(), uuid.uuid4()
+    with fresh_engine(kind, tmp_path) as engine:
+        write_sample(engine, 400, since, 28, seed=7, run="now")
+        common = {"kind": "signal", "severity": "critical", "signals": ["negative_share", "nps"],
+                  "opened_at": started + timedelta(hours=2), "updated_at": now, "observed": 0.61,
+                  "expected": 0.3, "sample_size": 120, "resolved_at": None, "resolved_by": None}
+        with engine.begin() as conn:
+            conn.execute(insert(IncidentRow), [
+                common | {"incident_id": incident, "status": "open", "driver_scope_type": "product",
+                          "driver_scope_value": "smart kettle", "explained_share": 0.64, "started_at": started,
+                          "summary": "smart kettle: negative share 61% (expected 30%)",
+                          "examples": ["Lid broke on day two, write to ann.lee@example.org"]},
+                common | {"incident_id": old, "status": "resolved", "severity": "warning",
+                          "driver_scope_type": "channel", "driver_scope_value": "crm", "explained_share": None,
+                          "started_at": since + timedelta(days=2), "resolved_at": since + timedelta(days=4),
+                          "resolved_by": "ops", "summary": "crm volume", "examples": []}])
+            conn.execute(insert(IncidentHistoryRow), [{
+                "history_id": uuid.uuid4(), "incident_id": incident, "at": now, "actor": "ops", "action": "note",
+                "status": "open", "severity": "critical", "summary": "note", "note": "Supplier called",
+                "notified": True}])
+            conn.execute(insert(AlertRow), [{  # a member of the incident: shown through it, not twice
+                "alert_id": uuid.uuid4(), "signal": "nps", "scope_type": "product", "scope_value": "smart kettle",
+                "status": "open", "severity": "critical", "first_window_start": started, "window_start": started,
+                "window_end": started + timedelta(hours=1), "observed": -40.0, "expected": -10.0,
+                "sample_size": 50, "z_score": 4.0, "opened_at": now, "updated_at": now, "in_control_streak": 0,
+                "summary": "nps of smart kettle left control", "incident_id": incident}])
+        data = collect(engine, since, until, redact=default_redactor())
+        from sinks.report.render import render_html
+
+        html = render_html(data)
+    assert data.problems_source == "incidents" and len(data.problems) == 2
+    first = data.problems[0]
+    assert first.open and first.driver == "product: smart kettle" and first.started_at == started
+    assert first.examples == ["Lid broke on day two, write to [EMAIL]"] and first.notes[0]["note"] == "Supplier called"
+    assert data.changes[0] == ("bad", "1 incident open: product: smart kettle.")
+    assert data.alert_counts["open"] == 1 and data.alert_counts["resolved"] == 1
+    assert "explains 64% of the shift" in html and "ann.lee@example.org" not in html
+    assert html.index("product: smart kettle") < html.index('id="changes"')
