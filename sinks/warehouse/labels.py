@@ -118,6 +118,8 @@ def parse_correction(feedback_id: str, sentiment: str | None, category: str | No
     for c in cats:
         if not _CATEGORY.match(c):
             raise ConfigError(f"{where}: {c!r} is not a category name (letters, digits, _ - and blanks)")
+    if len("; ".join(cats)) > 500:
+        raise ConfigError(f"{where}: too many categories (at most 500 characters in all)")
     if label is None and not cats:
         raise ConfigError(f"{where}: nothing to correct (give a sentiment and/or a category)")
     if not analyst.strip():

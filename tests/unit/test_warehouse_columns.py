@@ -61,6 +61,7 @@ STORED: dict[tuple[str, str], Callable[[], int] | str] = {
         "product", "detected_language", "origin")},
     ("feedback", "sentiment_label"): field(Sentiment, "label"),
     ("feedback", "sentiment_analyzer"): field(Sentiment, "analyzer"),
+    ("feedback", "sentiment_model"): field(Sentiment, "model"),
     ("feedback", "primary_category"): field(CategoryTag, "name"),
     ("feedback_categories", "category"): field(CategoryTag, "name"),
     ("feedback_aspects", "category"): field(Aspect, "category"),
@@ -93,6 +94,14 @@ STORED: dict[tuple[str, str], Callable[[], int] | str] = {
     ("retention_log", "action"): "the retention command's own action names",
     ("retention_log", "criteria"): "written by the retention command from operator input it bounds",
     ("retention_log", "actor"): "the operator running the retention command",
+    ("feedback_labels", "kind"): "'sentiment' or 'category', written by labels.apply",
+    ("feedback_labels", "value"): "a label or categories joined by labels.parse_correction, which bounds it",
+    ("feedback_labels", "previous"): field(CategoryTag, "name"),  # the label or primary category before
+    ("feedback_labels", "analyst"): "cut to the column's width by labels.parse_correction",
+    ("models", "version"): field(Sentiment, "model"),  # what records carry as sentiment.model
+    ("models", "kind"): "'sentiment' or 'category', written by processors.learning",
+    ("models", "file"): "a model file's name in FEEDBACK_MODEL_DIR (the version + .joblib)",
+    ("models", "sha256"): "a SHA-256 in hex (64 characters)",
 }
 
 
