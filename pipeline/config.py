@@ -482,12 +482,25 @@ class AlertSettings(SignalSettings, SinkSettings):
         default=False, description="Also send each member alert's events to people (not only incidents).")
     alert_theme_watch_seconds: float = Field(
         default=3600.0, ge=0, description="How often the alert sink looks for emerging complaint themes (0: never).")
+    alert_action_url: str | None = Field(
+        default=None, description="Base URL of the alert sink's action server as operators reach it: signed "
+        "acknowledge/resolve links in Slack and e-mail (needs FEEDBACK_ALERT_ACTION_SECRET).")
+    alert_action_secret: SecretStr | None = Field(default=None, description="HMAC key of the action links.")
+    alert_action_port: int = Field(default=9104, ge=1, le=65535, description="Port of the action server.")
+    alert_action_ttl_seconds: float = Field(default=7 * 86400.0, gt=0, description="How long an action link works.")
     alert_link_url: str | None = Field(default=None, description="Dashboard link put in notifications.")
 
     @property
     def alert_metrics_port(self) -> int:
         """Deprecated name of :attr:`metrics_port`."""
         return self.metrics_port
+
+    @field_validator("alert_action_secret")
+    @classmethod
+    def _action_secret(cls, value: Any, info: Any) -> Any:
+        if info.data.get("alert_action_url") and (value is None or len(value.get_secret_value()) < 16):
+            raise ValueError("FEEDBACK_ALERT_ACTION_URL is set: FEEDBACK_ALERT_ACTION_SECRET needs 16+ characters")
+        return value
 
     @field_validator("alert_smtp_to", mode="before")
     @classmethod

@@ -14,6 +14,7 @@ import hmac
 import json
 import smtplib
 import ssl
+from collections.abc import Callable
 from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any, Protocol
@@ -56,7 +57,22 @@ def incident_title(inc: Incident) -> str:
     return f"[{inc.event or inc.status}] {inc.severity.upper()} {kind} {where}"
 
 
-def incident_lines(inc: Incident) -> list[str]:
+#: The signed acknowledge/resolve links of an incident (:func:`sinks.alerts.actions.link`), if configured.
+Links = Callable[[Incident], dict[str, str]]
+
+
+def action_links(settings: AlertSettings) -> Links | None:
+    """Signed-link maker of the settings, or None when no action URL is configured."""
+    if not settings.alert_action_url or settings.alert_action_secret is None:
+        return None
+    from sinks.alerts.actions import link
+
+    base, secret = settings.alert_action_url, settings.alert_action_secret.get_secret_value().encode()
+    ttl = settings.alert_action_ttl_seconds
+    return lambda inc: {a: link(base, secret, a, inc.incident_id, ttl) for a in ("ack", "resolve")}
+
+
+def incident_lines(inc: Incident, links: dict[str, str] | None = None) -> list[str]:
     """The incident in words, for people: summary, what is involved, examples, and how to act."""
     lines = [inc.summary, "",
              f"incident: {inc.incident_id} ({inc.status}, {inc.severity})",
@@ -72,6 +88,8 @@ def incident_lines(inc: Incident) -> list[str]:
         lines += ["", "What customers said:"] + [f"  - {e}" for e in inc.examples]
     lines += ["", "Acknowledge:  feedback alerts ack " + str(inc.incident_id) + " --by NAME --note TEXT",
               "Resolve:      feedback alerts resolve " + str(inc.incident_id) + " --note TEXT"]
+    if links and inc.status != "resolved":
+        lines += [f"              or open {links['ack']}", f"              or open {links['resolve']} (resolve)"]
     return lines
 
 
@@ -150,9 +168,10 @@ class SlackChannel:
 
     name = "slack"
 
-    def __init__(self, url: str, timeout: float, link: str | None = None) -> None:
+    def __init__(self, url: str, timeout: float, link: str | None = None, actions: Links | None = None) -> None:
         self.url = url
         self.link = link
+        self.actions = actions
         self.client = httpx.Client(timeout=timeout, headers={"User-Agent": USER_AGENT})
 
     @staticmethod
@@ -190,8 +209,15 @@ class SlackChannel:
                   + (f" · by {self._escape(inc.actor)}" if inc.actor and inc.actor != "detector" else "")
                   + (f" · note: {self._escape(inc.note)}" if inc.note else ""))
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": detail[:2900]}]})
-        actions = (f"`feedback alerts ack {inc.incident_id}` · `feedback alerts resolve {inc.incident_id}`")
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": actions}]})
+        commands = (f"`feedback alerts ack {inc.incident_id}` · `feedback alerts resolve {inc.incident_id}`")
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": commands}]})
+        if self.actions is not None and inc.status != "resolved" and inc.event != "test":
+            links = self.actions(inc)
+            blocks.append({"type": "actions", "elements": [
+                {"type": "button", "text": {"type": "plain_text", "text": "Acknowledge"}, "url": links["ack"],
+                 "action_id": "ack"},
+                {"type": "button", "text": {"type": "plain_text", "text": "Resolve"}, "url": links["resolve"],
+                 "style": "danger", "action_id": "resolve"}]})
         if self.link:
             blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"<{self.link}|dashboard>"}]})
         return {"text": f"{incident_title(inc)}: {inc.summary}"[:3000], "blocks": blocks}
@@ -249,6 +275,7 @@ class EmailChannel:
     def __init__(self, settings: AlertSettings) -> None:
         assert settings.alert_smtp_host
         self.s = settings
+        self.actions = action_links(settings)
         self.context = ssl.create_default_context(
             cafile=str(settings.alert_smtp_cafile) if settings.alert_smtp_cafile else None)
 
@@ -271,7 +298,9 @@ class EmailChannel:
         msg["Date"] = formatdate(usegmt=True)
         msg["Message-ID"] = f"<{inc.event_id}@feedback-pipeline>"
         msg["X-Feedback-Incident-Id"] = str(inc.incident_id)
-        lines = incident_lines(inc) + ([f"Dashboard:    {self.s.alert_link_url}"] if self.s.alert_link_url else [])
+        links = self.actions(inc) if self.actions is not None and inc.event != "test" else None
+        lines = incident_lines(inc, links) + ([f"Dashboard:    {self.s.alert_link_url}"] if self.s.alert_link_url
+                                              else [])
         msg.set_content("\n".join(lines))
         return msg
 
@@ -319,7 +348,7 @@ def channels_from(settings: AlertSettings, with_kafka: bool = True) -> list[Chan
         out.append(KafkaChannel(settings))
     if settings.alert_slack_webhook_url is not None:
         out.append(SlackChannel(settings.alert_slack_webhook_url.get_secret_value(),
-                                settings.alert_http_timeout_seconds, settings.alert_link_url))
+                                settings.alert_http_timeout_seconds, settings.alert_link_url, action_links(settings)))
     if settings.alert_webhook_url is not None:
         secret = settings.alert_webhook_secret.get_secret_value().encode() if settings.alert_webhook_secret else None
         out.append(WebhookChannel(settings.alert_webhook_url.get_secret_value(), settings.alert_http_timeout_seconds,

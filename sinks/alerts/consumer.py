@@ -75,6 +75,7 @@ class AlertSink:
                                      retry_max=s.alert_retry_max_seconds, notify_updates=s.alert_notify_updates,
                                      notify_alerts=s.alert_notify_member_alerts)
         self.dispatcher.start()
+        actions = self._action_server()
         self._consumer = self._connect()
         guard = RecreatedTopicGuard(s, self._consumer, [self.topics.signals])
         log.info("alert sink started", topic=self.topics.signals, channels=[c.name for c in channels],
@@ -93,6 +94,8 @@ class AlertSink:
                     self._watch_themes()
         finally:
             guard.close()
+            if actions is not None:
+                actions.stop()
             self._consumer.close(autocommit=False)
             self.dispatcher.stop()
             self._publisher.close()
@@ -126,6 +129,18 @@ class AlertSink:
             self._commit(batch)
         metrics.BATCH_SECONDS.labels("alerts").observe(time.perf_counter() - started)
         metrics.BATCH_SIZE.labels("alerts").observe(len(batch))
+
+    def _action_server(self) -> Any:
+        """The server behind the signed acknowledge/resolve links, when FEEDBACK_ALERT_ACTION_URL is set."""
+        s = self.settings
+        if not s.alert_action_url or s.alert_action_secret is None:
+            return None
+        from sinks.alerts.actions import ActionServer
+
+        server = ActionServer(self.engine, s.alert_action_secret.get_secret_value().encode(),
+                              port=s.alert_action_port).start()
+        log.info("incident action links served", port=server.port, url=s.alert_action_url)
+        return server
 
     def _watch_themes(self) -> None:
         """Open an incident for each emerging complaint theme (best effort: retried at the next interval)."""
