@@ -115,10 +115,14 @@ def choose_driver(excess: dict[Scope, Excess], alert_scope: Scope) -> Driver:
     return Driver(best, share, chosen)
 
 
-def excess_by_scope(conn: Connection, seconds: int, start: datetime, end: datetime) -> dict[Scope, Excess]:
-    """Every scope's :class:`Excess` over the windows of ``seconds`` starting in ``[start, end)``."""
+def excess_by_scope(conn: Connection, start: datetime, end: datetime) -> dict[Scope, Excess]:
+    """Every scope's :class:`Excess` over its windows that lie within ``[start, end)``.
+
+    A scope has one window size (hourly, or daily for the slow scopes), so scopes of either size
+    compare over the same span: a daily product alert and an hourly category incident meet here.
+    """
     rows = conn.execute(select(W.c.scope_type, W.c.scope_value, W.c.negative, W.c.neutral, W.c.positive,
-                               W.c.detection).where(W.c.window_seconds == seconds, W.c.window_start >= start,
+                               W.c.detection).where(W.c.window_end <= end, W.c.window_start >= start,
                                                     W.c.window_start < end))
     out: dict[Scope, Excess] = {}
     for r in rows:
@@ -211,8 +215,7 @@ def _refresh(conn: Connection, incident_id: uuid.UUID, scope: Scope | None, now:
     if members:
         latest = max(members, key=lambda m: utc(m.window_end))  # type: ignore[arg-type,return-value]
         end = utc(latest.window_end) or now
-        seconds = int(((utc(latest.window_end) or now) - (utc(latest.window_start) or now)).total_seconds())
-        excess = excess_by_scope(conn, seconds, started, end)
+        excess = excess_by_scope(conn, started, end)
         figures = excess.get(scope, Excess())
         overall = excess.get(("overall", "all"))
         share = min(1.0, max(0.0, figures.excess / overall.excess)) if overall and overall.excess > 0 else None
@@ -251,7 +254,7 @@ def _match(conn: Connection, opened: Opened, driver: Driver,
         if RANK.get(current[0], 0) < RANK.get(scope[0], 0):
             continue
         start = min(utc(inc.started_at) or opened.started_at, opened.started_at)
-        span = excess_by_scope(conn, opened.window_seconds, start, a.window_end)
+        span = excess_by_scope(conn, start, a.window_end)
         own, theirs = span.get(scope), span.get(current)
         if own is not None and theirs is not None and own.excess > 0 and theirs.excess >= EXPLAINS * own.excess:
             return inc.incident_id, False
@@ -263,7 +266,7 @@ def _match(conn: Connection, opened: Opened, driver: Driver,
 def attach(conn: Connection, opened: Opened, now: datetime) -> uuid.UUID:
     """Put a newly opened alert into its incident (joined, re-driven or new); returns the incident id."""
     a = opened.alert
-    excess = excess_by_scope(conn, opened.window_seconds, opened.started_at, a.window_end)
+    excess = excess_by_scope(conn, opened.started_at, a.window_end)
     driver = choose_driver(excess, (a.scope_type, a.scope_value))
     target, redrive = _match(conn, opened, driver, excess)
     if target is None:
