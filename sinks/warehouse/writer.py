@@ -7,7 +7,10 @@ re-delivery, an edit) the rows are upserted, their child rows replaced and their
 Rows are built column-wise straight from the records (:func:`feedback_columns`), not per record.
 
 Guarantees: writing the same records again leaves the warehouse unchanged but for ``written_at``;
-a batch is all-or-nothing; a database outage surfaces as TransientError, bad data never does.
+the records of a batch the database accepts are committed in one transaction, those it refuses for
+their content and updates from another origin than the stored row's come back as
+:class:`Rejected` (:meth:`WarehouseWriter.write_batch`); a database outage surfaces as
+TransientError, bad data never does.
 """
 
 from __future__ import annotations
