@@ -44,11 +44,18 @@ def user_location_file() -> Path:
 
 
 def _read_location(path: Path) -> Path | None:
+    """The data_dir a location file names; None when there is no file; a file that is there but
+    unreadable or without ``data_dir`` is a ConfigError (never silently another folder)."""
+    if not path.is_file():
+        return None
     try:
         value = tomllib.loads(path.read_text(encoding="utf-8")).get("data_dir")
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return None
-    return Path(value) if isinstance(value, str) and value else None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the data location ({exc}); fix or delete it, "
+                          "or set FEEDBACK_DATA_DIR") from None
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f'{path}: expected data_dir = "/path/to/data"; fix or delete it, or set FEEDBACK_DATA_DIR')
+    return Path(value)
 
 
 def find_data_dir(use_user_file: bool = True) -> tuple[Path, str]:

@@ -53,8 +53,8 @@ def test_read_commands_refuse_without_data_and_create_nothing(folders: dict[str,
                        (["erase", "--email", "ann@example.org", "--dry-run"], "no customer-hash key")):
         result = feedback(args, where, home)
         assert result.returncode == 2, (args, result.stdout, result.stderr)
-        message = " ".join(result.stderr.split())
-        assert says in message and str(where / "data") in message and "FEEDBACK_DATA_DIR" in message, message
+        message, flat = " ".join(result.stderr.split()), "".join(result.stderr.split())
+        assert says in message and str(where / "data") in flat and "FEEDBACK_DATA_DIR" in message, message
     survey = where.parent / "survey.csv"
     survey.write_text("id,score,comment\n1,9,Great\n")
     result = feedback(["import", str(survey), "--id", "id", "--nps", "score", "--text", "comment"], where, home)
@@ -126,4 +126,13 @@ def test_a_user_file_pointing_at_a_removed_folder_is_ignored(folders: dict[str, 
     location.parent.mkdir()
     location.write_text(f'data_dir = "{folders["project"] / "gone"}"\n')
     result = feedback(["alerts", "list"], elsewhere, home)
-    assert result.returncode == 2 and str(elsewhere / "data") in " ".join(result.stderr.split())
+    assert result.returncode == 2 and str(elsewhere / "data") in "".join(result.stderr.split())
+
+
+def test_a_broken_location_file_is_named_not_skipped(folders: dict[str, Path]) -> None:
+    project, home = folders["project"], folders["home"]
+    (project / PROJECT_LOCATION_FILE).write_text("data_dir = \n")
+    result = feedback(["report", "--since", since()], project / "docs", home)
+    message = "".join(result.stderr.split())  # the terminal may wrap a long path anywhere
+    assert result.returncode == 2 and str(project / PROJECT_LOCATION_FILE) in message, message
+    assert not (project / "docs" / "data").exists()
