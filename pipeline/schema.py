@@ -33,8 +33,9 @@ FEEDBACK_NAMESPACE = uuid.UUID("6f1c0c2e-5b7a-5d0e-9a57-3c1f9b0e7d42")
 
 Source = Literal["email", "webform", "ticket", "event"]
 SentimentLabel = Literal["negative", "neutral", "positive"]
-#: ``not_assessed``: the text is not in a language the analyzer supports (see ``detected_language``);
-#: it was deliberately not scored, so it must not count as neutral in sentiment statistics.
+#: ``not_assessed``: the text is not in a language the analyzer supports (see ``detected_language``),
+#: or there is no text at all (a score-only answer); it was deliberately not scored, so it must not
+#: count as neutral in sentiment statistics.
 SentimentLabelOrNone = Literal["negative", "neutral", "positive", "not_assessed"]
 NpsClass = Literal["detractor", "passive", "promoter"]
 
@@ -94,8 +95,13 @@ class FeedbackRecord(_Model):
 
     Guarantees: ``feedback_id`` is always ``derive_feedback_id(source, source_ref)`` (a supplied id
     that disagrees is rejected), times are timezone-aware UTC, ratings are within their scales and
-    ``text`` is non-empty and at most 64 KiB characters.
+    ``text`` is at most 64 KiB characters and empty only when a score (NPS, CSAT or stars) is given.
     """
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra={
+        "anyOf": [{"required": ["text"], "properties": {"text": {"pattern": "\\S"}}},
+                  *({"required": [k], "properties": {k: {"type": "integer"}}}
+                    for k in ("nps_score", "csat_score", "stars"))]})
 
     schema_version: Literal[1] = Field(default=SCHEMA_VERSION, description="Contract version.")
     feedback_id: uuid.UUID | None = Field(
@@ -111,7 +117,10 @@ class FeedbackRecord(_Model):
         default=None, description="Keyed hash of the customer's address, never the address itself."
     )
     subject: Annotated[str, Field(max_length=1000)] | None = None
-    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS, description="The customer's words.")
+    text: str = Field(
+        default="", max_length=MAX_TEXT_CHARS,
+        description="The customer's words; empty for a score-only answer (one with nps_score, csat_score "
+        "or stars), which is counted in NPS/CSAT and has sentiment 'not_assessed' and no categories.")
     original_text: Annotated[str, Field(max_length=MAX_ORIGINAL_CHARS)] | None = Field(
         default=None,
         description="The input before the connector cut it down to `text`, e.g. an e-mail's whole body "
@@ -151,6 +160,17 @@ class FeedbackRecord(_Model):
             if len(key) > 100 or (isinstance(item, str) and len(item) > limit):
                 raise ValueError(f"attribute {key[:40]!r} is too long (at most {limit} characters)")
         return value
+
+    @model_validator(mode="after")
+    def _text_or_score(self) -> FeedbackRecord:
+        if not self.text and self.nps_score is None and self.csat_score is None and self.stars is None:
+            raise ValueError("a record needs a text or a score (nps_score, csat_score or stars)")
+        return self
+
+    @property
+    def score_only(self) -> bool:
+        """A score without words: counted in NPS/CSAT, never assessed for sentiment or categories."""
+        return not self.text
 
     @model_validator(mode="after")
     def _ticket_key_bound(self) -> FeedbackRecord:
@@ -193,7 +213,8 @@ class Sentiment(_Model):
     """Sentiment of one text: polarity in [-1, 1], subjectivity in [0, 1], and a three-way label.
 
     Guarantees: ``label`` is ``not_assessed`` exactly when the text was not scored (unsupported
-    language); then ``score`` and ``confidence`` are ``None`` and polarity/subjectivity are 0.
+    language, or no text: a score-only answer); then ``score`` and ``confidence`` are ``None`` and
+    polarity/subjectivity are 0.
     """
 
     polarity: float = Field(
@@ -234,14 +255,17 @@ class Aspect(_Model):
 
 
 class EnrichedFeedback(FeedbackRecord):
-    """A feedback record after the processors: sentiment, categories (never empty) and NPS class.
+    """A feedback record after the processors: sentiment, categories and NPS class.
+
+    Guarantees: ``categories`` is empty exactly when ``text`` is (a score-only answer, whose
+    sentiment is ``not_assessed``); otherwise it holds at least one category (``other`` if none).
 
     Guarantees: ``text`` and ``subject`` carry no e-mail address, phone number, payment card number,
     IBAN or IP address (replaced by typed placeholders such as ``[EMAIL]``; ``redactions`` counts them).
     """
 
     sentiment: Sentiment
-    categories: list[CategoryTag] = Field(min_length=1)
+    categories: list[CategoryTag] = Field(default_factory=list)
     nps_class: NpsClass | None = None
     processed_at: UtcDatetime = Field(default_factory=utcnow)
     aspects: list[Aspect] = Field(
@@ -253,6 +277,14 @@ class EnrichedFeedback(FeedbackRecord):
         default=None, description="ISO 639-1 code detected from the text; 'und' when undetermined.")
     language_confidence: float | None = Field(
         default=None, ge=0.0, le=1.0, description="Confidence of detected_language, in [0, 1].")
+
+    @model_validator(mode="after")
+    def _categories_unless_score_only(self) -> EnrichedFeedback:
+        if bool(self.text) != bool(self.categories):
+            raise ValueError("categories must be given for a text and empty for a score-only answer")
+        if not self.text and self.sentiment.label != "not_assessed":
+            raise ValueError("a score-only answer's sentiment is 'not_assessed'")
+        return self
 
 
 class DeadLetter(_Model):
