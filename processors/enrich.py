@@ -2,7 +2,8 @@
 
 Order (each step sees only what the previous one produced): normalise the text; redact PII from
 text, subject and string attributes; detect the language; split sentences; score sentiment per
-sentence and overall (only English is scored: other languages are ``not_assessed``); tag
+sentence and overall (only English is scored: other languages are ``not_assessed``, and so is a
+score-only record, which has no text, no categories and no aspects); tag
 categories per sentence (model, else taxonomy, else ``other``); build aspects. Unit-tested
 without Kafka; the faust agent and ``feedback eval`` both call :meth:`Enricher.assess`.
 """
@@ -215,7 +216,9 @@ class Enricher:
     def enrich(self, record: FeedbackRecord) -> EnrichedFeedback:
         text = normalize_text(record.text)
         if not text:
-            raise RecordError("empty_text", "the text holds no visible characters")
+            if record.nps_score is None and record.csat_score is None and record.stars is None:
+                raise RecordError("empty_text", "the text holds no visible characters and there is no score")
+            return self._score_only(record)
         a = self.assess(text, record.subject, record.language)
         if self.score_weight > 0 and a.probs is not None:
             scored = score_class(record)
@@ -247,6 +250,28 @@ class Enricher:
         try:
             return EnrichedFeedback.model_validate(data)
         except ValidationError as exc:  # e.g. a text that redaction made longer than the limit
+            raise RecordError("enrichment_invalid", _summarize(exc)) from exc
+
+
+    def _score_only(self, record: FeedbackRecord) -> EnrichedFeedback:
+        """A score without words: no sentiment (``not_assessed``), no categories, no aspects."""
+        data = record.__dict__.copy()
+        if record.attributes:
+            data["attributes"], counts = self.redactor.redact_many(record.attributes)
+        else:
+            counts = {}
+        subject = self.redactor.redact(record.subject) if record.subject else None
+        if subject is not None:
+            for k, n in subject.counts.items():
+                counts[k] = counts.get(k, 0) + n
+        sentiment = dict(not_assessed(self.analyzer_name), model=self.model_name)
+        metrics.SENTIMENT_NOT_ASSESSED.labels("score_only").inc()
+        data.update(text="", subject=subject.text if subject else None, original_text=None, sentiment=sentiment,
+                    categories=[], aspects=[], nps_class=nps_class(record.nps_score), redacted=bool(counts),
+                    redactions=counts, detected_language=None, language_confidence=None)
+        try:
+            return EnrichedFeedback.model_validate(data)
+        except ValidationError as exc:
             raise RecordError("enrichment_invalid", _summarize(exc)) from exc
 
 

@@ -216,11 +216,12 @@ def row_to_record(row: dict[str, Any], mapping: Mapping, key: bytes, dataset: st
 
     text = get("text")
     text = str(text).strip() if not _blank(text) else mapping.empty_text
-    if not text:
-        raise RecordError("empty_text", "the comment column is empty")
     nps = parse_score(get("nps"), "nps", 0, 10)
     csat = parse_score(get("csat"), "csat", 1, 5)
     stars = parse_score(get("stars"), "stars", 1, 5)
+    if not text and nps is None and csat is None and stars is None:
+        raise RecordError("empty_text", "the row has neither a comment nor a score (nps, csat or stars)")
+    text = text or ""  # a score-only answer
     event_time = parse_time(get("date"), mapping.date_format, mapping.timezone)
     email, customer = get("email"), get("customer")
     ref = None

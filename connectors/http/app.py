@@ -274,7 +274,7 @@ def create_app(settings: HttpSettings, publisher: Publisher | AsyncPublisher | N
             channel=f"form:{form_id}",
             source_ref=f"{form_id}:{submission.submission_id or uuid.uuid4()}",
             customer_ref=customer_ref(submission.email, customer_key) if submission.email else None,
-            text=submission.comment,
+            text=submission.comment or "",  # score-only when empty (the form requires one of the two)
             nps_score=submission.nps_score,
             csat_score=submission.csat_score,
             product=submission.product,

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from fastapi import Request
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
 
 from connectors.http.errors import ApiError, is_json
 from pipeline.schema import MAX_TEXT_CHARS
@@ -15,11 +15,11 @@ FORM_MEDIA = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 class FormSubmission(BaseModel):
-    """What the feedback form sends. Only ``comment`` is required; ``website`` is a honeypot."""
+    """What the feedback form sends: a score (NPS or CSAT), a comment, or both; ``website`` is a honeypot."""
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
-    comment: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
+    comment: str | None = Field(default=None, max_length=MAX_TEXT_CHARS)
     nps_score: int | None = Field(default=None, ge=0, le=10)
     csat_score: int | None = Field(default=None, ge=1, le=5)
     email: EmailStr | None = None
@@ -27,10 +27,16 @@ class FormSubmission(BaseModel):
     submission_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9-]{8,64}$")
     website: str | None = Field(default=None, description="Honeypot: must stay empty.")
 
-    @field_validator("nps_score", "csat_score", "email", "product", "submission_id", mode="before")
+    @field_validator("comment", "nps_score", "csat_score", "email", "product", "submission_id", mode="before")
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _score_or_comment(self) -> FormSubmission:
+        if self.comment is None and self.nps_score is None and self.csat_score is None:
+            raise ValueError("give a score or a comment")
+        return self
 
 
 async def parse_form_body(request: Request, media: str, body: bytes) -> dict[str, Any]:

@@ -178,8 +178,9 @@ class RecordFactory:
             mapped.skipped.append("rating_not_given")
             return
         said = html_to_text(comment)
-        text = said or f"Satisfaction rating: {raw}"
-        rid = str(rating_id) if rating_id not in (None, "") else text_digest(f"{raw}\n{text}")
+        text = said or ""  # no comment: a score-only record (no made-up words for the sentiment to score)
+        basis = f"{raw}\n{said or f'Satisfaction rating: {raw}'}"  # as before this was score-only: ids stay
+        rid = str(rating_id) if rating_id not in (None, "") else text_digest(basis)
         mapped.records.append(self._base(t, f"{t.ref}:rating:{rid}", text, created_at, "rating", csat_score=score,
                                          rating_id=rid, csat_raw=_short(raw, 100), csat_has_comment=bool(said)))
 

@@ -54,7 +54,7 @@ class Feedback(Base):
     sentiment_subjectivity: Mapped[float] = mapped_column(Float)
     sentiment_label: Mapped[str] = mapped_column(String(16))
     sentiment_analyzer: Mapped[str] = mapped_column(String(50))
-    primary_category: Mapped[str] = mapped_column(String(100))
+    primary_category: Mapped[str | None] = mapped_column(String(100))  # NULL: a score-only answer (0012)
     # -- enrichment (revision 0003_enrichment; NULL for rows written before it) ------------------
     sentiment_score: Mapped[float | None] = mapped_column(Float)
     sentiment_confidence: Mapped[float | None] = mapped_column(Float)

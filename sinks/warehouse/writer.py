@@ -58,7 +58,7 @@ def feedback_row(item: EnrichedFeedback, now: datetime) -> dict[str, Any]:
         sentiment_label=item.sentiment.label,
         sentiment_analyzer=item.sentiment.analyzer,
         sentiment_model=item.sentiment.model,
-        primary_category=item.categories[0].name,
+        primary_category=item.categories[0].name if item.categories else None,  # None: score-only
         event_date=item.event_time.date(),
         written_at=now,
         origin=origin_of(item),
@@ -89,7 +89,7 @@ def feedback_columns(items: Sequence[EnrichedFeedback], now: datetime) -> dict[s
     cols: dict[str, list[Any]] = {}
     for c in FEEDBACK_COLUMNS:
         if c == "primary_category":
-            cols[c] = list(map(_NAME, map(_FIRST, map(_CATEGORIES, items))))
+            cols[c] = [cats[0].name if cats else None for cats in map(_CATEGORIES, items)]  # None: score-only
         elif c == "event_date":
             cols[c] = list(map(_DATE, map(attrgetter("event_time"), items)))
         elif c == "written_at":

@@ -107,11 +107,12 @@ def test_identity_is_deterministic_and_the_address_never_leaves() -> None:
 def test_jsonl_bad_lines_are_rejected_not_fatal(tmp_path: Path) -> None:
     path = tmp_path / "export.jsonl"
     path.write_text('{"comment": "fine", "score": 9}\nnot json\n[1, 2]\n\n{"comment": "", "score": 5}\n'
-                    '{"comment": "fine", "score": 9}\n')
+                    '{"comment": "fine", "score": 9}\n{"comment": " ", "score": ""}\n')
     summary = import_file(path, "jsonl", Mapping.load(None), KEY, sink=None)
-    assert summary.as_dict() == {"read": 5, "published": 1, "rejected": 3, "duplicates": 1}
+    # row 5 is score-only (accepted); row 7 has neither a comment nor a score
+    assert summary.as_dict() == {"read": 6, "published": 2, "rejected": 3, "duplicates": 1}
     assert dict(summary.by_reason) == {"invalid_json": 2, "empty_text": 1}
-    assert [r.row for r in summary.rejects] == [2, 3, 5]
+    assert [r.row for r in summary.rejects] == [2, 3, 7]
 
 
 def test_xlsx_dates_and_numbers_come_typed(tmp_path: Path) -> None:

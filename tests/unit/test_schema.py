@@ -45,13 +45,20 @@ def test_supplied_id_must_match_the_derived_one() -> None:
 @pytest.mark.parametrize(
     ("field", "value"),
     [("nps_score", 11), ("nps_score", -1), ("csat_score", 0), ("csat_score", 6), ("stars", 6),
-     ("source", "fax"), ("text", ""), ("text", "   "), ("source_ref", ""), ("language", "english!")],
+     ("source", "fax"), ("text", "x" * 65537), ("source_ref", ""), ("language", "english!")],
 )
 def test_out_of_range_values_are_rejected(field: str, value: object) -> None:
     data = {"source_ref": "r", "text": "t", field: value}
     with pytest.raises(ValidationError) as exc:
         FeedbackRecord.model_validate(data)
     assert exc.value.errors()[0]["loc"][0] == field
+
+
+@pytest.mark.parametrize("blank", ["", "   "])
+def test_blank_text_without_a_score_is_rejected(blank: str) -> None:
+    with pytest.raises(ValidationError, match="a text or a score"):
+        FeedbackRecord.model_validate({"source_ref": "r", "text": blank})
+    assert FeedbackRecord.model_validate({"source_ref": "r", "text": blank, "nps_score": 0}).text == ""
 
 
 def test_unknown_fields_are_rejected() -> None:
@@ -98,6 +105,8 @@ def test_published_json_schemas(tmp_path) -> None:  # type: ignore[no-untyped-de
     names = {p.name for p in paths}
     assert {"feedback-record.schema.json", "enriched-feedback.schema.json", "dead-letter.schema.json"} <= names
     schema = json.loads((tmp_path / "feedback-record.schema.json").read_text())
-    assert schema["required"] == ["source_ref", "text"]
+    assert schema["required"] == ["source_ref"]
+    # a text or a score: what FeedbackRecord's validator enforces, in the published schema too
+    assert [next(iter(alt["required"])) for alt in schema["anyOf"]] == ["text", "nps_score", "csat_score", "stars"]
     assert schema["properties"]["nps_score"]["anyOf"][0]["maximum"] == 10
     assert schema["additionalProperties"] is False

@@ -159,7 +159,8 @@ def test_zendesk_trigger_rating_maps_good_bad_to_csat() -> None:
     assert bad.attributes["csat_raw"] == "bad" and bad.attributes["ticket_group"] == "Billing"
     assert bad.attributes["ticket_tags"] == "refund,vip" and bad.source_ref.startswith("zendesk:ticket:8:rating:")
     [good] = zendesk.map_webhook(zendesk_trigger_rating(8, "Good"), f).records
-    assert good.csat_score == 5 and good.text == "Satisfaction rating: good"
+    assert good.csat_score == 5 and good.text == "" and good.score_only  # a rating without a comment
+    assert good.attributes["csat_has_comment"] is False
     assert zendesk.map_webhook(zendesk_trigger_rating(8, "offered"), f).skipped == ["rating_not_given"]
 
 
