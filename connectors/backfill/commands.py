@@ -81,8 +81,8 @@ def import_command(
     """Backfill a survey export (CSV/JSONL/XLSX) through Kafka; re-runnable without duplicates."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from pipeline.cli import _logging
     from pipeline.config import BackfillSettings, load
+    from pipeline.logging import configure
     from pipeline.publisher import Publisher
 
     from .importer import WarehouseIds, import_file
@@ -90,7 +90,7 @@ def import_command(
     from .readers import count_rows, detect_format
 
     settings = load(BackfillSettings)
-    _logging(settings, "import")
+    configure(settings.log_level, settings.log_format, "import")
     if not file.is_file():
         raise ConfigError(f"no such file: {file}")
     columns = {k: v for k, v in {"text": text, "nps": nps, "csat": csat, "stars": stars, "date": date,
@@ -148,8 +148,8 @@ def replay_command(
     """Re-send dead letters whose payload (or your fix from --fixes) now validates."""
     from datetime import UTC
 
-    from pipeline.cli import _logging
     from pipeline.config import BackfillSettings, load
+    from pipeline.logging import configure
     from pipeline.publisher import Publisher
 
     from .importer import WarehouseIds
@@ -158,7 +158,7 @@ def replay_command(
     if not from_dlq:
         raise ConfigError("say where to replay from: --from-dlq")
     settings = load(BackfillSettings)
-    _logging(settings, "replay")
+    configure(settings.log_level, settings.log_format, "replay")
     fixed = load_fixes(fixes) if fixes else {}
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)

@@ -33,13 +33,13 @@ def report_command(
                                              "to this CSV file.")] = None,
 ) -> None:
     """Customer-satisfaction review: open incidents, NPS/CSAT with intervals, breakdowns, aspects, changes."""
-    from pipeline.cli import _logging
     from pipeline.config import ReportSettings, load
+    from pipeline.logging import configure
     from sinks.report.render import build
     from sinks.warehouse.db import make_engine
 
     settings = load(ReportSettings)
-    _logging(settings, "report")
+    configure(settings.log_level, settings.log_format, "report")
     start, end = _day(since, "--since"), _day(until, "--until") if until else None
     engine = make_engine(settings.existing_database_url())  # never creates an empty warehouse
     try:

@@ -42,8 +42,8 @@ def purge_command(
     """Retention: delete feedback (and tickets) older than the limit; logged in retention_log."""
     from datetime import timedelta
 
-    from pipeline.cli import _logging
     from pipeline.config import ReportSettings, load, parse_duration
+    from pipeline.logging import configure
     from sinks.warehouse.retention import purge
 
     try:
@@ -53,7 +53,7 @@ def purge_command(
     if seconds < 86400:
         raise ConfigError("--older-than: at least one day (1d)")
     settings = load(ReportSettings)
-    _logging(settings, "purge")
+    configure(settings.log_level, settings.log_format, "purge")
     engine = _engine(settings)
     result = purge(engine, timedelta(seconds=seconds), actor=getpass.getuser(), dry_run=dry_run)
     _print(result.as_dict(), as_json)
@@ -70,8 +70,8 @@ def erase_command(
     """Right to erasure: delete everything the warehouse holds about one customer; logged."""
     from sqlalchemy import inspect
 
-    from pipeline.cli import _logging
     from pipeline.config import ReportSettings, load
+    from pipeline.logging import configure
     from pipeline.schema import customer_ref as hash_ref
     from sinks.warehouse.retention import erase
 
@@ -82,7 +82,7 @@ def erase_command(
         refs += [hash_ref(e, key) for e in email]
     if not refs:
         raise ConfigError("name the customer: --customer-ref REF or --email ADDRESS")
-    _logging(settings, "erase")
+    configure(settings.log_level, settings.log_format, "erase")
     engine = _engine(settings)
     result = erase(engine, refs, actor=getpass.getuser(), dry_run=dry_run).as_dict()
     result["covered"] = {
