@@ -51,6 +51,7 @@ def survey_csv(path: Path, run: str) -> None:
         f"{run}-5,03/05/2025,8,Bad date format,eve@example.org\n"
         f"{run}-2,2025-03-02 09:00,2,The parcel arrived a week late and support never answered,bob@example.org\n"
         f"{run}-6,2025-03-06 12:00,10,Excellent value for money,\n"
+        f"{run}-7,2025-03-07 12:00,,,fred@example.org\n"
     )
 
 
@@ -60,11 +61,12 @@ def test_import_csv_twice_without_duplicates(pipeline: Pipeline, tmp_path: Path)
     survey_csv(path, run)
     rejects = tmp_path / "rejects.jsonl"
     first = feedback(pipeline, ["import", str(path), "--rejects", str(rejects)])
-    assert first == {"read": 7, "published": 3, "rejected": 3, "duplicates": 1}
+    # dora's row (a score, no comment) is a score-only answer; fred's (neither) is refused
+    assert first == {"read": 8, "published": 4, "rejected": 3, "duplicates": 1}
     assert sorted(json.loads(line)["reason"] for line in rejects.read_text().splitlines()) == [
         "empty_text", "invalid_date", "invalid_nps"]
     where = f"channel = 'import:nps-{run}'"
-    wait_for(lambda: pipeline.count(where) == 3, 60, what="imported rows")
+    wait_for(lambda: pipeline.count(where) == 4, 60, what="imported rows")
     rows = {r["source_ref"]: r for r in pipeline.rows(where)}
     bob = rows[f"import:nps-{run}:{run}-2"]
     assert bob["nps_score"] == 2 and bob["nps_class"] == "detractor"
@@ -74,13 +76,15 @@ def test_import_csv_twice_without_duplicates(pipeline: Pipeline, tmp_path: Path)
     event_time = datetime.fromisoformat(event_time) if isinstance(event_time, str) else event_time
     assert event_time.replace(tzinfo=UTC) == datetime(2025, 3, 2, 9, 0, tzinfo=UTC)
     assert rows[f"import:nps-{run}:{run}-6"]["customer_ref"] is None
+    dora = rows[f"import:nps-{run}:{run}-4"]
+    assert (dora["text"], dora["nps_class"], dora["sentiment_label"]) == ("", "passive", "not_assessed")
 
     again = feedback(pipeline, ["import", str(path)])
-    assert again == {"read": 7, "published": 0, "rejected": 3, "duplicates": 4}
+    assert again == {"read": 8, "published": 0, "rejected": 3, "duplicates": 5}
     letters = pipeline.dead_letters(lambda d: d.stage == "import" and f"nps-{run} row" in d.detail, expect=6)
     assert {d.reason for d in letters} == {"empty_text", "invalid_date", "invalid_nps"}
     assert "carl@example.org" in letters[0].payload or any("carl@" in d.payload for d in letters)
-    assert pipeline.count(where) == 3
+    assert pipeline.count(where) == 4
 
 
 def test_import_xlsx_with_a_mapping_file(pipeline: Pipeline, tmp_path: Path) -> None:
