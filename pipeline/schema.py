@@ -144,7 +144,6 @@ class FeedbackRecord(_Model):
     received_at: UtcDatetime = Field(
         default_factory=utcnow, description="When the pipeline received it."
     )
-
     origin: Annotated[str, Field(max_length=100)] | None = Field(
         default=None, description="Who delivered the record (e.g. 'event:<token name>'), set by the "
         "pipeline's edge, never by a client; None means `source`. A stored record is updated only by "
@@ -378,7 +377,7 @@ class Incident(_Model):
     kind: Literal["signal", "emerging_theme"] = "signal"
     status: Literal["open", "acknowledged", "resolved"]
     severity: Literal["info", "warning", "critical"]
-    driver_scope_type: ShortStr
+    driver_scope_type: Annotated[str, Field(max_length=16)]  # overall, source, category, product, channel, theme
     driver_scope_value: ShortStr
     signals: list[ShortStr] = Field(default_factory=list)
     explained_share: float | None = Field(default=None, ge=0, le=1)

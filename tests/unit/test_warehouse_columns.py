@@ -18,7 +18,7 @@ from sqlalchemy import String, Text
 
 import sinks.warehouse
 from pipeline import schema
-from pipeline.schema import Alert, Aspect, CategoryTag, EnrichedFeedback, Sentiment, SignalWindow
+from pipeline.schema import Alert, Aspect, CategoryTag, EnrichedFeedback, Incident, Sentiment, SignalWindow
 from sinks.warehouse.models import Base
 
 
@@ -88,6 +88,13 @@ STORED: dict[tuple[str, str], Callable[[], int] | str] = {
     ("alert_history", "action"): field(Alert, "event"),
     ("alert_history", "status"): field(Alert, "status"),
     ("alert_history", "severity"): field(Alert, "severity"),
+    **{("incidents", c): field(Incident, c) for c in (
+        "kind", "status", "severity", "driver_scope_type", "driver_scope_value", "acknowledged_by")},
+    ("incidents", "resolved_by"): field(Incident, "acknowledged_by"),  # 'detector' or an operator
+    ("incident_history", "actor"): field(Incident, "actor"),
+    ("incident_history", "action"): field(Incident, "event"),
+    ("incident_history", "status"): field(Incident, "status"),
+    ("incident_history", "severity"): field(Incident, "severity"),
     ("alert_deliveries", "channel"): "a configured channel's name (alert sink settings), not a record field",
     ("alert_deliveries", "event"): field(Alert, "event"),
     ("alert_deliveries", "status"): "the alert sink's own delivery states",
