@@ -197,11 +197,12 @@ def judge_windows(engine: Engine, windows: list[SignalWindow], settings: Any) ->
     by_close: dict[datetime, list[SignalWindow]] = {}
     for w in ordered:  # judged as the running sink does: the windows of one close together, at that time
         by_close.setdefault(w.window_end, []).append(w)
-    with engine.begin() as conn:
+    with engine.connect() as conn:
         for k, (closed, batch) in enumerate(by_close.items()):
-            if k and k % 500 == 0:  # a transaction now and then, not one per hour
-                conn.commit()
             result.windows_judged += judge.judge(conn, batch, closed).windows
+            if k % 500 == 499:  # a transaction now and then, not one per hour
+                conn.commit()
+        conn.commit()
     with engine.connect() as conn:
         result.incidents = list(reversed(incidents.list_incidents(conn, limit=100_000)))
     return result

@@ -80,7 +80,7 @@ class AlertSink:
         guard = RecreatedTopicGuard(s, self._consumer, [self.topics.signals])
         log.info("alert sink started", topic=self.topics.signals, channels=[c.name for c in channels],
                  url=self.engine.url.render_as_string(hide_password=True))
-        next_themes = time.monotonic() + 60.0  # after the first batches, then every interval
+        next_themes = time.monotonic() + min(60.0, s.alert_theme_watch_seconds)  # after the first batches
         try:
             while not self._stop.is_set():
                 polled = poll_through_outage(self._consumer, timeout_ms=500, max_records=s.sink_batch_size)

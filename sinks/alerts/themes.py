@@ -21,13 +21,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, exists, or_, select
+from sqlalchemy import Connection, Engine, exists, func, or_, select
 
 from sinks.alerts.incidents import INC, _history, utc
 from sinks.warehouse.models import Feedback, FeedbackCategory
 
 THEME_NAMESPACE = uuid.UUID("9a4c3e61-2f7b-5d18-a0c6-7e2b5f1d8c43")
 RECENT = timedelta(days=7)
+#: History a watch needs before anything can emerge (the recent week and at least one week before it).
+MIN_SPAN = timedelta(days=14)
 
 
 @dataclass
@@ -157,9 +159,16 @@ def themes_since(engine: Engine, since: datetime) -> list[Theme]:
 
 
 def watch(conn: Connection, since: datetime, now: datetime) -> list[uuid.UUID]:
-    """Open an ``emerging_theme`` incident for every emerging theme that has none; returns their ids."""
+    """Open an ``emerging_theme`` incident for every emerging theme that has none; returns their ids.
+
+    Nothing emerges from less than ``MIN_SPAN`` of history: without an earlier period every theme
+    would look new.
+    """
+    items = other_complaints(conn, since)
+    if not items or items[-1][0] - items[0][0] < MIN_SPAN:
+        return []
     opened = []
-    for t in emerging(cluster(other_complaints(conn, since))):
+    for t in emerging(cluster(items)):
         iid = uuid.uuid5(THEME_NAMESPACE, f"incident|{t.theme_id}")
         if conn.execute(select(INC.c.incident_id).where(INC.c.incident_id == iid)).first() is not None:
             continue
@@ -178,7 +187,10 @@ def watch(conn: Connection, since: datetime, now: datetime) -> list[uuid.UUID]:
 
 
 def run_watch(engine: Engine, days: int = 28) -> list[uuid.UUID]:
-    """One watch over the last ``days`` of stored feedback (event time up to now)."""
-    now = datetime.now(UTC)
+    """One watch over the last ``days`` of stored feedback, in event time (a backfill is watched too)."""
+    f = Feedback.__table__
     with engine.begin() as conn:
-        return watch(conn, now - timedelta(days=days), now)
+        latest = utc(conn.execute(select(func.max(f.c.event_time))).scalar())
+        if latest is None:
+            return []
+        return watch(conn, latest - timedelta(days=days), datetime.now(UTC))
