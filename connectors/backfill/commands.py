@@ -114,6 +114,12 @@ def import_command(
         known.close()
         if publisher is not None:
             publisher.close()
+    _report(summary, rejects, dry_run, as_json)
+
+
+def _report(summary: Any, rejects: Path | None, dry_run: bool, as_json: bool) -> None:
+    """Print the import's summary and the reasons of its rejects (with what to do); exit 1 when every
+    row was rejected."""
     if rejects is not None:
         with rejects.open("w") as fh:
             for r in summary.rejects:
