@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import pytest
 
@@ -49,7 +50,7 @@ def test_admit_event_rules() -> None:
     assert admit_event(0, {"source_ref": "r1", "text": "x"}, None) == {"source_ref": "r1", "text": "x"}
     unnamed = ApiToken(b"t")
     assert admit_event(0, {"source_ref": "r1", "text": "x"}, unnamed)["source_ref"] == "r1"
-    cases = [
+    cases: list[tuple[dict[str, Any], ApiToken | None, int, str]] = [
         ({"source": "ticket", "source_ref": "r", "text": "x"}, desk, 403, "source_not_allowed"),
         ({"source": "webform", "source_ref": "r", "text": "x"}, None, 403, "source_not_allowed"),
         ({"source_ref": "r", "text": "x", "attributes": {"ticket_status": "solved"}}, desk, 403,
