@@ -63,15 +63,8 @@ class SqlStateStore:
 
     @classmethod
     def from_url(cls, url: str) -> SqlStateStore:
-        """A store on its own engine for ``url`` (SQLite waits up to 30 s for a lock), its table set up."""
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            engine = create_engine(url, pool_pre_ping=True,
-                                   connect_args={"timeout": 30} if url.startswith("sqlite") else {})
-        except (ArgumentError, NoSuchModuleError) as exc:
-            raise ConfigError(f"FEEDBACK_WAREHOUSE_URL: {exc}") from exc
-        store = cls(engine)
+        """A store on its own engine for ``url``, its table set up."""
+        store = cls(engine_for(url))
         store.setup()
         return store
 
@@ -132,6 +125,17 @@ class SqlStateStore:
                 conn.execute(stmt)
         except OperationalError as exc:
             raise TransientError(f"state store unavailable: {exc.orig!r}"[:500], retry_after=2) from exc
+
+
+def engine_for(url: str) -> Engine:
+    """An engine for the state store's database (SQLite waits up to 30 s for a lock); a bad URL is a
+    ConfigError naming ``FEEDBACK_WAREHOUSE_URL``."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return create_engine(url, pool_pre_ping=True, connect_args={"timeout": 30} if url.startswith("sqlite") else {})
+    except (ArgumentError, NoSuchModuleError) as exc:
+        raise ConfigError(f"FEEDBACK_WAREHOUSE_URL: {exc}") from exc
 
 
 class MemoryStateStore:

@@ -8,35 +8,49 @@ stays declared so that Alembic sees it; migration ``0011_state`` copied its rows
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Engine, String, inspect, select
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Engine,
+    MetaData,
+    String,
+    Table,
+    Uuid,
+    column,
+    inspect,
+    select,
+    table,
+)
+from sqlalchemy.exc import OperationalError
 
 from pipeline.errors import TransientError
 from pipeline.logging import get_logger
 from pipeline.state import SqlStateStore
-from sinks.warehouse.db import migrate
-from sinks.warehouse.models import Base, Feedback
 
 log = get_logger(__name__)
 
 
-class EmailCheckpoint(Base):
-    """The former checkpoint table (no longer written; its rows moved to ``source_state`` in 0011)."""
+metadata = MetaData()
 
-    __tablename__ = "email_checkpoints"
+#: The former checkpoint table (migration ``0002_email``): declared so that Alembic sees it; no
+#: longer written (migration ``0011_state`` moved its rows to ``source_state``).
+email_checkpoints = Table(
+    "email_checkpoints", metadata,
+    Column("account", String(320), primary_key=True),
+    Column("folder", String(500), primary_key=True),
+    Column("uidvalidity", BigInteger, nullable=False),
+    Column("last_uid", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
 
-    account: Mapped[str] = mapped_column(String(320), primary_key=True)
-    folder: Mapped[str] = mapped_column(String(500), primary_key=True)
-    uidvalidity: Mapped[int] = mapped_column(BigInteger)
-    last_uid: Mapped[int] = mapped_column(BigInteger)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+#: The warehouse's feedback ids, as far as :meth:`CheckpointStore.known` reads them (the type binds a
+#: UUID as each dialect stores it: 32 hex digits on SQLite, native on PostgreSQL).
+_feedback = table("feedback", column("feedback_id", Uuid()))
 
 
 @dataclass(frozen=True)
@@ -48,19 +62,6 @@ class Checkpoint:
 def cursor(uidvalidity: int, last_uid: int) -> dict[str, int]:
     """A folder's checkpoint as the state store keeps it."""
     return {"uidvalidity": uidvalidity, "last_uid": last_uid}
-
-
-def migrate_with_retry(engine: Engine, attempts: int = 8) -> None:
-    """Apply the migrations; other components may be migrating the same database at the same time."""
-    for attempt in range(1, attempts + 1):
-        try:
-            migrate(engine)
-            return
-        except SQLAlchemyError as exc:
-            if attempt == attempts:
-                raise TransientError(f"warehouse migration failed: {exc}"[:500], retry_after=5) from exc
-            log.info("migration raced or failed; retrying", attempt=attempt, error=str(exc)[:200])
-            time.sleep(min(0.5 * attempt, 3.0))
 
 
 def namespace(account: str) -> str:
@@ -98,7 +99,7 @@ class CheckpointStore:
             with self.engine.connect() as conn:
                 for start in range(0, len(wanted), 500):
                     chunk = wanted[start:start + 500]
-                    rows = conn.execute(select(Feedback.feedback_id).where(Feedback.feedback_id.in_(chunk)))
+                    rows = conn.execute(select(_feedback.c.feedback_id).where(_feedback.c.feedback_id.in_(chunk)))
                     found.update(r[0] for r in rows)
             return found
         except OperationalError as exc:

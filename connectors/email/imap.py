@@ -24,7 +24,7 @@ from typing import Any
 from imapclient import SEEN, IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
-from connectors.email.checkpoint import CheckpointStore, cursor, migrate_with_retry, namespace
+from connectors.email.checkpoint import CheckpointStore, cursor, namespace
 from connectors.email.ingest import Ingestor, Prepared, RawMail, Summary
 from connectors.email.parse import ParseOptions
 from connectors.email.settings import EmailSettings
@@ -34,9 +34,8 @@ from pipeline.logging import get_logger
 from pipeline.publisher import Publisher
 from pipeline.retry import RetryPolicy
 from pipeline.sources import Batch, PollingSource, SourceRunner, StateView
-from pipeline.state import StateStore
+from pipeline.state import StateStore, engine_for
 from pipeline.topics import ensure_topics
-from sinks.warehouse.db import make_engine
 
 log = get_logger(__name__)
 
@@ -96,9 +95,9 @@ class ImapConnector(PollingSource):
     # -- dependencies, made by the runner inside its retry loop ---------------------------------
     def _state(self) -> StateStore:
         if self.store is None:
-            engine = make_engine(self.settings.database_url)
-            migrate_with_retry(engine)
-            self.store = CheckpointStore(engine)
+            store = CheckpointStore(engine_for(self.settings.database_url))
+            store.state.setup()
+            self.store = store
         return self.store.state
 
     def _publisher(self) -> Publisher:

@@ -108,10 +108,10 @@ def import_archive(path: Path, settings: EmailSettings, ingestor: Ingestor,
 def make_ingestor(settings: EmailSettings) -> tuple[Ingestor, object]:
     """An ingestor publishing through a fresh Publisher; returns it and the publisher (to close)."""
     from pipeline.publisher import Publisher
+    from pipeline.state import engine_for
     from pipeline.topics import ensure_topics
-    from sinks.warehouse.db import make_engine
 
     ensure_topics(settings)
     publisher = Publisher(settings, client_id="feedback-import-mbox")
-    store = CheckpointStore(make_engine(settings.database_url))
+    store = CheckpointStore(engine_for(settings.database_url))
     return Ingestor(ParseOptions.from_settings(settings), publisher, known=store), publisher

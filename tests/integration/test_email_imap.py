@@ -16,7 +16,7 @@ import pytest
 from kafka import KafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
-from connectors.email.checkpoint import CheckpointStore, migrate_with_retry
+from connectors.email.checkpoint import CheckpointStore
 from connectors.email.imap import ImapConnector
 from connectors.email.parse import raw_ref
 from connectors.email.settings import EmailSettings
@@ -25,7 +25,7 @@ from pipeline.errors import ConfigError
 from pipeline.publisher import Publisher
 from pipeline.schema import DeadLetter, derive_feedback_id
 from pipeline.state import SqlStateStore
-from sinks.warehouse.db import make_engine
+from sinks.warehouse.db import make_engine, migrate
 from tests.bench import email_samples as samples
 from tests.bench.email_samples import wire
 from tests.conftest import require
@@ -250,7 +250,7 @@ def test_after_processing_action(dovecot: dv.Dovecot, kafka_bootstrap: str, tmp_
                          topic_prefix=f"t{uuid.uuid4().hex[:8]}.", imap_after_processing=action,
                          imap_move_to="Processed" if action == "move" else None)
     engine = make_engine(settings.database_url)
-    migrate_with_retry(engine)
+    migrate(engine)
     store = CheckpointStore(engine)
     publisher = Publisher(settings)
     connector = ImapConnector(settings, publisher=publisher, store=store)
