@@ -45,11 +45,13 @@ def eval_command(
                                               "list`) or file; default: the active models.")] = None,
 ) -> None:
     """Score the enrichment on a labelled file: n, accuracy, macro-F1, per class, confusion matrix."""
+    from pipeline.cli import _logging
     from pipeline.config import ProcessorSettings, load
     from processors.enrich import Enricher
     from processors.evaluation import evaluate, main_json, read_rows, render
 
     settings = load(ProcessorSettings)
+    _logging(settings, "eval")  # logs to stderr: stdout carries the report (--json)
     rows = read_rows(data, fmt.value if fmt else None, text_column, label_column)  # type: ignore[arg-type]
     enricher = Enricher.from_settings(settings) if model is None else _enricher_for(settings, model)
     report = evaluate(rows, task.value, enricher, progress=True)  # type: ignore[arg-type]

@@ -32,10 +32,14 @@ class ScoreScale(StrEnum):
     stars = "stars"
 
 
-def _settings() -> Any:
+def _settings(component: str = "learning") -> Any:
+    """The settings, and logs configured to go to stderr (stdout carries the result, e.g. --json)."""
+    from pipeline.cli import _logging
     from pipeline.config import LearningSettings, load
 
-    return load(LearningSettings)
+    settings = load(LearningSettings)
+    _logging(settings, component)
+    return settings
 
 
 def _eval_cache() -> Path:

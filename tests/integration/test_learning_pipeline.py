@@ -136,6 +136,18 @@ def test_train_from_imported_scores_and_label_new_records(learning: Pipeline, tm
         r = row(p, refs[body])
         assert (r["sentiment_model"], r["sentiment_analyzer"], r["sentiment_label"]) == (version, "trained", label)
 
+    # feedback eval runs the active model by default, or the one named
+    labelled = tmp_path / "labelled.jsonl"
+    labelled.write_text("".join(json.dumps({"text": body, "label": label}) + "\n" for body, label in cases.items()))
+    for extra in ([], ["--model", version]):
+        scored = feedback(p, "eval", "--data", str(labelled), "--text-column", "text", "--label-column", "label",
+                          "--json", *extra)
+        assert scored.returncode == 0, scored.stderr
+        assert json.loads(scored.stdout)["n"] == 3 and json.loads(scored.stdout)["macro_f1"] == 1.0
+    unknown = feedback(p, "eval", "--data", str(labelled), "--text-column", "text", "--label-column", "label",
+                       "--model", "sentiment-19990101T000000Z-00000000")
+    assert unknown.returncode == 2 and "no model" in unknown.stderr
+
     # rollback: the shipped default labels new records again
     back = feedback(p, "models", "rollback", "--kind", "sentiment")
     assert back.returncode == 0 and "shipped default" in back.stdout
