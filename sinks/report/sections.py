@@ -118,13 +118,14 @@ def _utc(value: datetime | str | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _scope_filter(scope_type: str, scope_value: str) -> tuple[Any, bool]:
-    """The feedback rows of an alert's or incident's scope, and whether the categories must be joined."""
+def _scope_filter(scope_type: str, scope_value: str) -> tuple[Any, bool] | None:
+    """The feedback rows of an alert's or incident's scope, and whether the categories must be joined;
+    None for a scope the feedback table cannot select (a theme: its stored examples stand)."""
     if scope_type in SCOPE_COLUMNS:
         return F[scope_type] == scope_value, False
     if scope_type == "category":
         return C.category == scope_value, True
-    return true(), False  # overall (a theme's rows are not in the feedback table: its stored examples stand)
+    return (true(), False) if scope_type == "overall" else None
 
 
 def problems(conn: Any, data: ReportData, tables: set[str], redact: Any) -> None:
@@ -174,8 +175,9 @@ def _problem(conn: Any, r: Any, source: str, redact: Any) -> Problem:
         scope_type, scope_value = r.scope_type, r.scope_value
         signals, started, stored, kind, share = [r.signal], _utc(r.first_window_start), [], "alert", None
     examples = stored[:EXAMPLES_PER_ASPECT]
-    if not examples:
-        where, join = _scope_filter(scope_type, scope_value)
+    scope = _scope_filter(scope_type, scope_value)
+    if not examples and scope is not None:
+        where, join = scope
         since = started or _utc(r.opened_at)
         examples = _examples(conn, and_(where, F.sentiment_label == "negative", F.event_time >= since),
                              redact, EXAMPLES_PER_ASPECT, join_categories=join)

@@ -163,7 +163,12 @@ def test_open_incident_with_its_driver_and_redacted_examples_leads(kind: str, tm
                 common | {"incident_id": old, "status": "resolved", "severity": "warning",
                           "driver_scope_type": "channel", "driver_scope_value": "crm", "explained_share": None,
                           "started_at": since + timedelta(days=2), "resolved_at": since + timedelta(days=4),
-                          "resolved_by": "ops", "summary": "crm volume", "examples": []}])
+                          "resolved_by": "ops", "summary": "crm volume", "examples": []},
+                common | {"incident_id": uuid.uuid4(), "kind": "emerging_theme", "status": "resolved",
+                          "severity": "info", "driver_scope_type": "theme", "driver_scope_value": "lid hinge crack",
+                          "explained_share": None, "started_at": since + timedelta(days=5),
+                          "resolved_at": since + timedelta(days=9), "summary": "new theme: lid hinge crack",
+                          "examples": ["The hinge of the lid cracked"]}])
             conn.execute(insert(IncidentHistoryRow), [{
                 "history_id": uuid.uuid4(), "incident_id": incident, "at": now, "actor": "ops", "action": "note",
                 "status": "open", "severity": "critical", "summary": "note", "note": "Supplier called",
@@ -178,11 +183,15 @@ def test_open_incident_with_its_driver_and_redacted_examples_leads(kind: str, tm
         from sinks.report.render import render_html
 
         html = render_html(data)
-    assert data.problems_source == "incidents" and len(data.problems) == 2
+    assert data.problems_source == "incidents" and len(data.problems) == 3
     first = data.problems[0]
     assert first.open and first.driver == "product: smart kettle" and first.started_at == started
     assert first.examples == ["Lid broke on day two, write to [EMAIL]"] and first.notes[0]["note"] == "Supplier called"
     assert data.changes[0] == ("bad", "1 incident open: product: smart kettle.")
-    assert data.alert_counts["open"] == 1 and data.alert_counts["resolved"] == 1
+    assert data.alert_counts["open"] == 1 and data.alert_counts["resolved"] == 2
+    theme = next(p for p in data.problems if p.kind == "emerging_theme")
+    assert theme.examples == ["The hinge of the lid cracked"]  # its own texts, never other feedback
+    themes = html[html.index('id="themes"'):html.index('id="changes"')]
+    assert "lid hinge crack" in themes and "The hinge of the lid cracked" in themes
     assert "explains 64% of the shift" in html and "ann.lee@example.org" not in html
     assert html.index("product: smart kettle") < html.index('id="changes"')
