@@ -179,6 +179,9 @@ def backtest_command(
     if (data is None) == (not from_warehouse):
         raise ConfigError("give either --data FILE or --from-warehouse --since DATE")
     settings = load(AlertSettings)
+    from pipeline import logging as plog
+
+    plog.configure("WARNING", settings.log_format, "backtest")  # the report is the output, not every alert event
     try:
         if data is not None:
             records, categories = backtest.load_file(data, fmt)
