@@ -128,14 +128,20 @@ class ListInput:
         self.rewind_next = False
         self.closed = False
         self.events = events if events is not None else []
-        self.on_empty = on_empty  # e.g. the runner's stop, once everything was read
+        self.on_empty = on_empty  # e.g. the runner's stop, once everything was read and committed
 
     def poll(self, timeout_ms: int, max_records: int) -> list[Message]:
         out = self.messages[self.position:self.position + max_records]
         self.position += len(out)
-        if not out and self.on_empty is not None:
+        if not out and self.on_empty is not None and self.drained:
             self.on_empty()
         return list(out)
+
+    @property
+    def drained(self) -> bool:
+        """Every message was read and the last one committed."""
+        return self.position >= len(self.messages) and (
+            not self.messages or (bool(self.commits) and self.commits[-1] >= self.messages[-1].offset))
 
     def commit(self, batch: Sequence[Message]) -> str | None:
         self.commits.append(max(m.offset for m in batch))
