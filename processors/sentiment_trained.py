@@ -72,11 +72,13 @@ class TrainedAnalyzer(Analyzer):
         self.version = version
         self.languages = frozenset(model.meta.get("languages", ()))
         self._index = [model.classes.index(c) if c in model.classes else -1 for c in CLASSES]
+        self._identity = self._index == [0, 1, 2]
 
     def _one(self, text: str) -> Scores:
         p = self.model.probabilities(text)
-        probs = tuple(p[i] if i >= 0 else 0.0 for i in self._index)
-        return result_from_probs(probs, self.name, self.version)
+        if self._identity:
+            return result_from_probs(p, self.name, self.version)
+        return result_from_probs([p[i] if i >= 0 else 0.0 for i in self._index], self.name, self.version)
 
     def scores(self, text: str, sentences: Sequence[str]) -> tuple[Scores, list[Scores]]:
         per = [self._one(s) for s in sentences]
@@ -88,11 +90,18 @@ class TrainedAnalyzer(Analyzer):
 def result_from_probs(probs: Sequence[float], analyzer: str, model: str) -> Scores:
     """A sentiment dict from (P(negative), P(neutral), P(positive)); ``_p`` keeps the probabilities."""
     pn, pu, pp = probs
-    score = max(-1.0, min(1.0, pp - pn))
-    best = max(range(3), key=lambda i: probs[i])
-    return {"polarity": round(score, 4), "subjectivity": round(max(0.0, min(1.0, 1.0 - pu)), 4),
-            "label": CLASSES[best], "analyzer": analyzer, "score": round(score, 4),
-            "confidence": round(max(0.0, min(1.0, probs[best])), 4), "model": model, "_p": (pn, pu, pp)}
+    score = pp - pn
+    score = 1.0 if score > 1.0 else -1.0 if score < -1.0 else score
+    if pn >= pu and pn >= pp:  # the first of the most probable, in CLASSES order
+        label, top = "negative", pn
+    elif pu >= pp:
+        label, top = "neutral", pu
+    else:
+        label, top = "positive", pp
+    subjectivity = 1.0 - pu
+    return {"polarity": round(score, 4), "subjectivity": round(0.0 if subjectivity < 0.0 else subjectivity, 4),
+            "label": label, "analyzer": analyzer, "score": round(score, 4),
+            "confidence": round(1.0 if top > 1.0 else top, 4), "model": model, "_p": (pn, pu, pp)}
 
 
 class SwitchingAnalyzer(Analyzer):
