@@ -213,6 +213,9 @@ class HttpSettings(CommonSettings):
         default="30/minute", description="Per-client limit on form posts (limits syntax); empty: none."
     )
     trust_proxy: bool = Field(default=False, description="Take the client address from X-Forwarded-For.")
+    forms_file: Path | None = Field(
+        default=None, description="YAML file of the feedback forms' texts and languages; unset: the shipped "
+        "one (English, German, French, Spanish).")
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Origins allowed to call the API from a browser (comma-separated)."
     )

@@ -90,6 +90,13 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=False)
 
 
+#: The published schema's form of :meth:`FeedbackRecord._text_or_score`: a text, or one of the scores.
+_TEXT_OR_SCORE: dict[str, Any] = {"anyOf": [
+    {"required": ["text"], "properties": {"text": {"pattern": "\\S"}}},
+    *[{"required": [k], "properties": {k: {"type": "integer"}}} for k in ("nps_score", "csat_score", "stars")],
+]}
+
+
 class FeedbackRecord(_Model):
     """One piece of customer feedback, as a connector hands it to the pipeline.
 
@@ -98,10 +105,7 @@ class FeedbackRecord(_Model):
     ``text`` is at most 64 KiB characters and empty only when a score (NPS, CSAT or stars) is given.
     """
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra={
-        "anyOf": [{"required": ["text"], "properties": {"text": {"pattern": "\\S"}}},
-                  *({"required": [k], "properties": {k: {"type": "integer"}}}
-                    for k in ("nps_score", "csat_score", "stars"))]})
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra=_TEXT_OR_SCORE)
 
     schema_version: Literal[1] = Field(default=SCHEMA_VERSION, description="Contract version.")
     feedback_id: uuid.UUID | None = Field(

@@ -8,6 +8,7 @@ service never answers 500 for anything a client sent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 import re
@@ -32,7 +33,8 @@ from starlette.routing import Route
 
 from connectors.http import security
 from connectors.http.errors import ApiError, error_body, is_json, media_type
-from connectors.http.forms import FormSubmission, parse_form_body
+from connectors.http.form_texts import FormTexts
+from connectors.http.forms import FormPages, FormSubmission, field_errors, kept_values, parse_form_body
 from connectors.http.webhooks import create_router as create_webhook_router
 from connectors.http.webhooks import webhook_paths
 from pipeline import metrics
@@ -103,6 +105,7 @@ def create_app(settings: HttpSettings, publisher: Publisher | AsyncPublisher | N
     tokens = security.parse_api_tokens([t.get_secret_value() for t in settings.api_tokens])
     security.check_exposure(settings.http_host, tokens, settings.allow_anonymous_events)
     form_limiter = security.FormRateLimiter(settings.form_rate_limit, settings.trust_proxy)
+    pages = FormPages(templates, FormTexts.load(settings.forms_file))  # ConfigError at start-up when invalid
     state: dict[str, Publisher | AsyncPublisher] = {}
 
     @asynccontextmanager
@@ -224,12 +227,9 @@ def create_app(settings: HttpSettings, publisher: Publisher | AsyncPublisher | N
 
     @app.get("/forms/{form_id}", response_class=HTMLResponse, tags=["forms"])
     async def form_page(request: Request, form_id: str) -> HTMLResponse:
-        """The HTML feedback form (NPS, optional CSAT, comment, optional e-mail)."""
+        """The HTML feedback form in the form's language (score first; CSAT, comment, e-mail, consent optional)."""
         check_form_id(form_id)
-        return templates.TemplateResponse(
-            request, "form.html",
-            {"form_id": form_id, "submission_id": str(uuid.uuid4()), "errors": [], "values": {}},
-        )
+        return pages.form(request, form_id)
 
     @app.post(
         "/forms/{form_id}", tags=["forms"], status_code=202,
@@ -241,35 +241,50 @@ def create_app(settings: HttpSettings, publisher: Publisher | AsyncPublisher | N
         responses={400: {}, 408: {}, 413: {}, 415: {}, 422: {}, 429: {}, 503: {}},
     )
     async def submit_form(request: Request, form_id: str) -> Response:
-        """Accept a form submission; a browser gets a thank-you page, an API client JSON."""
+        """Accept a form submission (a score, a comment, or both). A browser gets the thank-you page, or the
+        form again with its answers kept and a message (also for 408, 413, 429 and 503); an API client JSON."""
         check_form_id(form_id)
         metrics.RECEIVED.labels("webform").inc()
         media = media_type(request)
         browser = not is_json(media) and "text/html" in request.headers.get("accept", "")
-        try:
-            form_limiter.check(request, f"form:{form_id}")
+        fields: dict[str, Any] | None = None
+
+        async def read_fields() -> dict[str, Any]:
             body = await read_limited(request, settings.max_record_bytes, settings.body_timeout_seconds)
-            fields = await parse_form_body(request, media, body)
+            return await parse_form_body(request, media, body)
+
+        try:
             try:
-                submission = FormSubmission.model_validate(fields)
-            except ValidationError as exc:
-                raise ApiError(422, "validation_failed", "the form has invalid fields",
-                               _validation_details(exc)) from exc
+                form_limiter.check(request, f"form:{form_id}")
+            except ApiError:
+                if browser:  # the 429 page keeps the answers: read them (bounded) before refusing
+                    with contextlib.suppress(ApiError):
+                        fields = await read_fields()
+                raise
+            fields = await read_fields()
+            submission = FormSubmission.model_validate(fields)
+            record = form_record(form_id, submission)
+            if not submission.website:  # honeypot: bots fill hidden fields; answered as if accepted
+                await publish([record], "webform")
+        except ValidationError as exc:
+            if browser:
+                metrics.REJECTED.labels("webform", "validation_failed").inc()
+                errors = field_errors(exc, pages.texts.texts(form_id))
+                return pages.form(request, form_id, kept_values(fields or {}), errors, status=422)
+            return reject("webform", ApiError(422, "validation_failed", "the form has invalid fields",
+                                              _validation_details(exc)))
         except ApiError as exc:
-            if browser and exc.status == 422:
+            if browser:
                 metrics.REJECTED.labels("webform", exc.error).inc()
-                return templates.TemplateResponse(
-                    request, "form.html",
-                    {"form_id": form_id, "submission_id": str(uuid.uuid4()),
-                     "errors": [f"{'.'.join(d['loc'])}: {d['msg']}" for d in exc.details or []],
-                     "values": {}},
-                    status_code=422,
-                )
+                return pages.error(request, form_id, exc, fields)
             return reject("webform", exc)
-        if submission.website:  # honeypot: bots fill hidden fields; answer as if accepted
+        if submission.website:
             metrics.REJECTED.labels("webform", "honeypot").inc()
-            return _form_answer(request, browser, form_id, [])
-        record = FeedbackRecord(
+            return _form_answer(request, browser, form_id, [], False)
+        return _form_answer(request, browser, form_id, [str(record.feedback_id)], submission.consent)
+
+    def form_record(form_id: str, submission: FormSubmission) -> FeedbackRecord:
+        return FeedbackRecord(
             source="webform",
             channel=f"form:{form_id}",
             source_ref=f"{form_id}:{submission.submission_id or uuid.uuid4()}",
@@ -278,17 +293,13 @@ def create_app(settings: HttpSettings, publisher: Publisher | AsyncPublisher | N
             nps_score=submission.nps_score,
             csat_score=submission.csat_score,
             product=submission.product,
+            language=pages.texts.language(form_id),
             received_at=utcnow(),
         )
-        try:
-            await publish([record], "webform")
-        except ApiError as exc:
-            return reject("webform", exc)
-        return _form_answer(request, browser, form_id, [str(record.feedback_id)])
 
-    def _form_answer(request: Request, browser: bool, form_id: str, ids: list[str]) -> Response:
+    def _form_answer(request: Request, browser: bool, form_id: str, ids: list[str], consent: bool) -> Response:
         if browser:
-            return templates.TemplateResponse(request, "thanks.html", {"form_id": form_id}, status_code=200)
+            return pages.thanks(request, form_id, consent)
         return JSONResponse({"accepted": len(ids), "feedback_ids": ids}, status_code=202)
 
     # -- events API -------------------------------------------------------------------------------
