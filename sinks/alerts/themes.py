@@ -10,7 +10,8 @@ against before (growth) and a few example texts.
 A theme **emerges** when it holds at least ``min_recent`` texts of the last week and at least
 ``min_share`` of that week's ``other`` complaints, and before that week it held less than a fifth of
 that share: then :func:`watch` opens an incident of kind ``emerging_theme`` (id: UUIDv5 of the theme,
-so it opens once), driven by ``theme=<label>``, delivered like any incident.
+so it opens once; nor while an active one shares a key phrase with it), driven by ``theme=<label>``,
+delivered like any incident.
 """
 
 from __future__ import annotations
@@ -168,10 +169,15 @@ def watch(conn: Connection, since: datetime, now: datetime) -> list[uuid.UUID]:
     if not items or items[-1][0] - items[0][0] < MIN_SPAN:
         return []
     opened = []
+    watched = [set(v.split(", ")) for v in conn.execute(select(INC.c.driver_scope_value).where(
+        INC.c.kind == "emerging_theme", INC.c.status.in_(("open", "acknowledged")))).scalars()]
     for t in emerging(cluster(items)):
         iid = uuid.uuid5(THEME_NAMESPACE, f"incident|{t.theme_id}")
         if conn.execute(select(INC.c.incident_id).where(INC.c.incident_id == iid)).first() is not None:
             continue
+        if any(set(t.phrases) & phrases for phrases in watched):
+            continue  # the same theme, its key phrases reshuffled by newer complaints: already an incident
+        watched.append(set(t.phrases))
         started = t.first_seen if t.earlier_share == 0 else t.recent_since  # event time of the rise
         growth = f"{t.growth:.1f}x its earlier share" if t.growth is not None else "new this week"
         summary = (f"Emerging complaint theme \u201c{t.label}\u201d: {t.recent} complaints in the last week, "
