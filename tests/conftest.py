@@ -41,3 +41,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason="embedded-broker behaviour (runs in the tansu leg)"))
         if chosen == "tansu" and item.get_closest_marker("kafka_only"):
             item.add_marker(pytest.mark.skip(reason="needs Apache Kafka (runs in the kafka leg)"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_user_config(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """`feedback up` records its data location in the user's config folder: the tests use their own, so
+    they neither read nor overwrite the developer's (every child process inherits the variable)."""
+    os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("xdg-config"))
