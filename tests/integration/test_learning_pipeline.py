@@ -158,3 +158,10 @@ def test_train_from_imported_scores_and_label_new_records(learning: Pipeline, tm
         return row(p, probe)["sentiment_model"] == "ensemble"
 
     wait_for(labelled_by_default, 90, interval=1.0, what="a record labelled by the default again")
+
+    # and activating the version again by name brings it back
+    again = feedback(p, "models", "activate", version)
+    assert again.returncode == 0, again.stderr
+    wait_for(labelled_by_new_model, 90, interval=1.0, what="a record labelled by the re-activated model")
+    with p.engine.connect() as conn:
+        assert conn.execute(text("SELECT active FROM models WHERE version = :v"), {"v": version}).scalar_one()
