@@ -36,9 +36,10 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def new_version(kind: Kind, sha256: str, now: datetime | None = None) -> str:
-    """``sentiment-20261207T163000Z-ab12cd34``: kind, creation time (UTC) and the file's hash prefix."""
+    """``sentiment-20261207T163000123456Z-ab12cd34``: kind, creation time (UTC, to the microsecond) and
+    the file's hash prefix (two trainings on the same data give the same file: the time tells them apart)."""
     now = now or datetime.now(UTC)
-    return f"{kind}-{now.strftime('%Y%m%dT%H%M%SZ')}-{sha256[:8]}"
+    return f"{kind}-{now.strftime('%Y%m%dT%H%M%S%fZ')}-{sha256[:8]}"
 
 
 @dataclass

@@ -150,6 +150,8 @@ def _gate(report: TrainReport, kind: Kind, model: Any, settings: Any, force: boo
     tmp = store.root / f".{kind}-candidate.joblib"
     sha = model.save(tmp)
     version = new_version(kind, sha)
+    while store.card_path(version).exists() or store.file(version).exists():  # never overwrite a version
+        version = new_version(kind, sha)
     path = store.file(version)
     tmp.replace(path)
     card = {"version": version, "kind": kind, "created_at": datetime.now(UTC).isoformat(), "file": path.name,
