@@ -8,6 +8,8 @@ import random
 from pathlib import Path
 
 import pytest
+import structlog
+import structlog.testing
 
 from pipeline.config import LearningSettings
 from pipeline.errors import ConfigError
@@ -162,8 +164,35 @@ def test_processor_picks_up_a_new_model_and_refuses_a_corrupt_one(tmp_path: Path
     third = train_sentiment(shop_rows(80, seed=3), settings, force=True)
     Path(third.file).write_bytes(b"\0" * 100)  # type: ignore[arg-type]
     now[0] = 12.0
-    active.maybe_refresh()
+    with structlog.testing.capture_logs() as logs:
+        active.maybe_refresh()
     assert active.current[0] == second.model_version
+    [refused] = [e for e in logs if e["log_level"] == "error"]
+    assert refused["event"].startswith("refused the newly activated model")
+    assert refused["in_use"] == second.model_version
+    assert "differs from its card" in refused["error"]
+
+
+def test_a_trained_model_scores_the_languages_it_was_trained_on(tmp_path: Path) -> None:
+    from processors.enrich import Enricher
+    from processors.taxonomy import Taxonomy
+
+    rng = random.Random(3)
+    german = {"positive": ["war super", "hat prima geklappt", "war schnell und freundlich"],
+              "negative": ["war eine Katastrophe", "kam kaputt an", "war unverschämt langsam"],
+              "neutral": ["kam am Dienstag", "war im Karton", "wurde per App bestellt"]}
+    things = ["Die Lieferung", "Der Kundendienst", "Das Paket", "Die Rückerstattung", "Die Bestellung"]
+    rows = shop_rows(60) + [Row(f"{rng.choice(things)} {rng.choice(german[lab])}, Bestellung {i}.", lab, "weak")
+                            for lab in CLASSES for i in range(60)]
+    settings = _settings(tmp_path)
+    report = train_sentiment(rows, settings, force=True)
+    enricher = Enricher(Taxonomy.load(), analyzer="ensemble", phone_regions=("DE",), model_dir=settings.models_path)
+    text = "Das Paket kam kaputt an und der Kundendienst war unverschämt langsam."
+    assessed = enricher.assess(text)
+    assert assessed.language.language == "de" and assessed.sentiment["label"] == "negative"
+    assert assessed.sentiment["model"] == report.model_version
+    shipped = Enricher(Taxonomy.load(), analyzer="ensemble", phone_regions=("DE",))
+    assert shipped.assess(text).sentiment["label"] == "not_assessed"  # the default scores English only
 
 
 def test_enricher_records_the_model_version(tmp_path: Path) -> None:
