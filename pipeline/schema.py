@@ -397,7 +397,8 @@ class Incident(_Model):
     summary: Annotated[str, Field(max_length=4000)]
     alerts: list[uuid.UUID] = Field(default_factory=list)
     examples: list[Annotated[str, Field(max_length=1000)]] = Field(default_factory=list)
-    event: Literal["opened", "updated", "escalated", "acknowledged", "resolved", "note", "test"] | None = None
+    event: Literal["opened", "reopened", "updated", "escalated", "acknowledged", "resolved", "note",
+                   "test"] | None = None
     event_id: uuid.UUID | None = None
     event_at: UtcDatetime | None = None
     actor: ShortStr | None = None

@@ -34,7 +34,7 @@ from sinks.alerts.channels import Channel, DeliveryError
 log = get_logger(__name__)
 
 #: Events the notification channels get (the alerts topic gets every event).
-NOTIFY_EVENTS = frozenset({"opened", "escalated", "acknowledged", "resolved", "note"})
+NOTIFY_EVENTS = frozenset({"opened", "reopened", "escalated", "acknowledged", "resolved", "note"})
 
 
 def backoff(attempts: int, initial: float, cap: float, retry_after: float | None = None,

@@ -14,8 +14,10 @@ overall"), clamped to [0, 1] (scopes overlap: a record counts in its source, cha
 The alert then joins the active incident with that driver; or re-drives an active incident whose
 driver is broader and which the new driver explains at least half of; or opens a new incident (its
 id a UUIDv5 of the alert, so a replay opens the same one). An incident is resolved when every member
-alert is resolved (or by an operator). Each state change is a row in ``incident_history`` that the
-dispatcher delivers to the channels once: opened, escalated, acknowledged, resolved, note.
+alert is resolved (or by an operator); an alert of the same driver whose run starts within a day of
+its last out-of-control window reopens it (a flapping problem stays one incident). Each state change
+is a row in ``incident_history`` that the dispatcher delivers to the channels once: opened,
+reopened, escalated, acknowledged, resolved, note.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, exists, select, update
+from sqlalchemy import Connection, Table, and_, exists, func, select, update
 from sqlalchemy.exc import DBAPIError
 
 from pipeline.schema import Incident
@@ -42,7 +44,9 @@ EXPLAINS = 0.5
 EXAMPLES = 5
 _SEVERITY = {"info": 0, "warning": 1, "critical": 2}
 #: Events of one batch share a time: this is their order (an incident opens before it escalates).
-_ORDER = {"opened": 0, "updated": 1, "escalated": 2, "acknowledged": 3, "note": 4, "resolved": 5}
+_ORDER = {"opened": 0, "reopened": 1, "updated": 2, "escalated": 3, "acknowledged": 4, "note": 5, "resolved": 6}
+#: An alert of the same driver opening within this long (event time) of a resolved incident reopens it.
+REOPEN = timedelta(hours=24)
 
 INC: Table = IncidentRow.__table__  # type: ignore[assignment]
 IH: Table = IncidentHistoryRow.__table__  # type: ignore[assignment]
@@ -260,7 +264,21 @@ def _match(conn: Connection, opened: Opened, driver: Driver,
             return inc.incident_id, False
     if len(active) == 1 and (excess.get(scope) is None or excess[scope].excess <= 0):
         return active[0].incident_id, False
-    return None, False
+    return _recent(conn, driver.scope, opened.started_at), False
+
+
+def _recent(conn: Connection, driver: Scope, started: datetime) -> uuid.UUID | None:
+    """A detector-resolved incident of the same driver whose alerts were out within ``REOPEN`` of
+    ``started`` (event time): the same problem flapping back, reopened rather than a new incident."""
+    rows = conn.execute(select(INC.c.incident_id, func.max(A.c.window_end).label("last")).join(
+        A, A.c.incident_id == INC.c.incident_id).where(
+        INC.c.kind == "signal", INC.c.status == "resolved", INC.c.resolved_by == "detector",
+        INC.c.driver_scope_type == driver[0], INC.c.driver_scope_value == driver[1]).group_by(INC.c.incident_id))
+    for r in rows:
+        last = utc(r.last)
+        if last is not None and last >= started - REOPEN:
+            return r.incident_id
+    return None
 
 
 def attach(conn: Connection, opened: Opened, now: datetime) -> uuid.UUID:
@@ -286,6 +304,10 @@ def attach(conn: Connection, opened: Opened, now: datetime) -> uuid.UUID:
         return target
     conn.execute(update(A).where(A.c.alert_id == a.alert_id).values(incident_id=target))
     inc = conn.execute(select(INC).where(INC.c.incident_id == target)).one()
+    if inc.status == "resolved":  # the same problem back within a day: the incident reopens
+        conn.execute(update(INC).where(INC.c.incident_id == target).values(
+            status="open", resolved_at=None, resolved_by=None, updated_at=now))
+        _history(conn, target, "reopened", "detector", now, key=f"reopened|{a.alert_id}")
     if opened.started_at < (utc(inc.started_at) or opened.started_at):
         conn.execute(update(INC).where(INC.c.incident_id == target).values(started_at=opened.started_at))
     _refresh(conn, target, driver.scope if redrive else None, now)
@@ -307,7 +329,8 @@ def settle(conn: Connection, alert_ids: Iterable[uuid.UUID], now: datetime) -> l
         if members and all(m.status not in ACTIVE for m in members):
             conn.execute(update(INC).where(INC.c.incident_id == iid).values(
                 status="resolved", resolved_at=now, resolved_by="detector", updated_at=now))
-            _history(conn, iid, "resolved", "detector", now, key="resolved")
+            last = max(str(utc(m.window_end)) for m in members)  # one resolution per episode
+            _history(conn, iid, "resolved", "detector", now, key=f"resolved|{last}")
             resolved.append(iid)
         else:
             _refresh(conn, iid, None, now)

@@ -108,3 +108,52 @@ def test_quiet_fortnight_sparse_scope_and_an_emerging_theme(kafka_bootstrap: str
     finally:
         p.stop()
         engine.dispose()
+
+
+def slow_drift(run: str, days: int = 24, start: int = 10, length: int = 14) -> list[dict[str, Any]]:
+    """10 delivery + 10 billing responses an hour; delivery's negative share drifts 20 % -> 50 % over two weeks."""
+    rng = random.Random(7)
+    out: list[dict[str, Any]] = []
+    for h in range(days * 24):
+        at = T0 + timedelta(hours=h)
+        share = 0.2 + 0.3 * min(1.0, max(0.0, (h / 24 - start) / length))
+        batch = [{"text": rng.choice(BAD[:1] if rng.random() < share else FINE[::2])} for _ in range(10)]
+        batch += [{"text": rng.choice(BAD[1:] if rng.random() < 0.2 else FINE[1::2])} for _ in range(10)]
+        for i, item in enumerate(batch):
+            when = at + timedelta(seconds=rng.uniform(0, 3599))
+            item.update(source_ref=f"{run}-{h}-{i}", event_time=when.isoformat())
+        out += sorted(batch, key=lambda r: r["event_time"])
+    return out
+
+
+def test_a_slow_drift_is_one_delivery_incident_during_the_drift(kafka_bootstrap: str, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'warehouse.db'}"
+    engine = make_engine(url)
+    p = Pipeline(kafka_bootstrap, url, engine, tmp_path)
+    p.env.update({"FEEDBACK_SIGNAL_ALLOWED_LATENESS": "10m", "FEEDBACK_ALERT_THEME_WATCH_SECONDS": "0"})
+    try:
+        for name in ("alerts", "processor", "http"):
+            p.start(name)
+        wait_for(lambda: _up(p.url), 90, what="http service")
+        records = slow_drift(uuid.uuid4().hex[:8])
+        with httpx.Client(base_url=p.url, timeout=60) as client:
+            for i in range(0, len(records), 500):
+                r = client.post("/v1/events", json=records[i:i + 500])
+                assert r.status_code == 202, r.text
+        wait_for(lambda: _count(engine, "SELECT count(*) FROM signal_windows WHERE scope_type='overall'")
+                 >= 24 * 24 - 3, 300, interval=1.0, what="the hourly overall windows")
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT kind, driver_scope_type, driver_scope_value, started_at, opened_at "
+                                     "FROM incidents")).all()
+            first = conn.execute(text("SELECT min(first_window_start) FROM alerts")).scalar()
+        assert len(rows) == 1, rows
+        [inc] = rows
+        assert (inc.kind, inc.driver_scope_type, inc.driver_scope_value) == ("signal", "category", "delivery")
+        drift = T0 + timedelta(days=10)
+        started = datetime.fromisoformat(str(inc.started_at)).replace(tzinfo=UTC)
+        alarmed = datetime.fromisoformat(str(first)).replace(tzinfo=UTC)
+        assert drift <= alarmed <= drift + timedelta(days=14), alarmed  # caught during the drift, not before
+        assert drift - timedelta(days=1) <= started <= alarmed, started
+    finally:
+        p.stop()
+        engine.dispose()
