@@ -107,6 +107,14 @@ def sink_warehouse() -> None:
     run(settings)
 
 
+@sink_app.command("followups")
+def sink_followups() -> None:
+    """Run the follow-up sink (feedback.enriched -> contacts, tickets for unhappy customers who consented)."""
+    from sinks.followups.plugin import run
+
+    run()
+
+
 # -- degrading-signal alerts (issue 6): the alert sink and corrective action ----------------------
 @sink_app.command("alerts")
 def sink_alerts() -> None:

@@ -216,6 +216,9 @@ class HttpSettings(CommonSettings):
     forms_file: Path | None = Field(
         default=None, description="YAML file of the feedback forms' texts and languages; unset: the shipped "
         "one (English, German, French, Spanish).")
+    contact_key: SecretStr | None = Field(
+        default=None, description="Fernet key sealing the address of a customer who agrees to be contacted "
+        "(the follow-up sink needs the same key); unset: the form offers no contact.")
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Origins allowed to call the API from a browser (comma-separated)."
     )

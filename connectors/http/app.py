@@ -32,6 +32,7 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Route
 
 from connectors.http import security
+from connectors.http.contact import CONTACT_ATTRIBUTE, ContactSealer
 from connectors.http.errors import ApiError, error_body, is_json, media_type
 from connectors.http.form_texts import FormTexts
 from connectors.http.forms import FormPages, FormSubmission, field_errors, kept_values, parse_form_body
@@ -105,7 +106,8 @@ def create_app(settings: HttpSettings, publisher: Publisher | AsyncPublisher | N
     tokens = security.parse_api_tokens([t.get_secret_value() for t in settings.api_tokens])
     security.check_exposure(settings.http_host, tokens, settings.allow_anonymous_events)
     form_limiter = security.FormRateLimiter(settings.form_rate_limit, settings.trust_proxy)
-    pages = FormPages(templates, FormTexts.load(settings.forms_file))  # ConfigError at start-up when invalid
+    sealer = ContactSealer(settings.contact_key)  # both ConfigError at start-up when invalid
+    pages = FormPages(templates, FormTexts.load(settings.forms_file), consent=sealer.enabled)
     state: dict[str, Publisher | AsyncPublisher] = {}
 
     @asynccontextmanager
@@ -293,6 +295,8 @@ def create_app(settings: HttpSettings, publisher: Publisher | AsyncPublisher | N
             nps_score=submission.nps_score,
             csat_score=submission.csat_score,
             product=submission.product,
+            attributes={CONTACT_ATTRIBUTE: sealer.seal(submission.email)}
+            if submission.consent and submission.email and sealer.enabled else {},
             language=pages.texts.language(form_id),
             received_at=utcnow(),
         )

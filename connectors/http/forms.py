@@ -105,8 +105,8 @@ class FormPages:
     again after an error can never count the answer twice).
     """
 
-    def __init__(self, templates: Jinja2Templates, texts: FormTexts) -> None:
-        self.templates, self.texts = templates, texts
+    def __init__(self, templates: Jinja2Templates, texts: FormTexts, consent: bool = False) -> None:
+        self.templates, self.texts, self.consent = templates, texts, consent
 
     def form(self, request: Request, form_id: str, values: dict[str, str] | None = None,
              errors: dict[str, str] | None = None, notice: str | None = None, status: int = 200,
@@ -117,11 +117,12 @@ class FormPages:
         return self.templates.TemplateResponse(
             request, "form.html",
             {"form_id": form_id, "t": self.texts.texts(form_id), "values": values, "errors": errors or {},
-             "notice": notice}, status_code=status, headers=headers)
+             "notice": notice, "consent": self.consent}, status_code=status, headers=headers)
 
     def thanks(self, request: Request, form_id: str, consent: bool) -> HTMLResponse:
         return self.templates.TemplateResponse(
-            request, "thanks.html", {"form_id": form_id, "t": self.texts.texts(form_id), "consent": consent})
+            request, "thanks.html",
+            {"form_id": form_id, "t": self.texts.texts(form_id), "consent": consent and self.consent})
 
     def error(self, request: Request, form_id: str, exc: ApiError, fields: dict[str, Any] | None) -> HTMLResponse:
         """The form again for a rejected submission, with the page message of its status."""

@@ -1,9 +1,10 @@
 """A person's view: headless Chromium fills in the feedback form.
 
 Against the running pipeline: a full answer, a score-only answer, an error that keeps every value,
-consent on and off, a German form, no JavaScript. Against the HTTP service alone (uvicorn in a
-thread, the kernel's MemoryPublisher so the broker's refusal can be ordered): the 429, 503 and 413
-pages. And a 375 px wide screenshot whose controls are measured for 44 px touch targets.
+a German form, no JavaScript (consent through the running pipeline: test_followups.py). Against the
+HTTP service alone (uvicorn in a thread, the kernel's MemoryPublisher so the broker's refusal can be
+ordered): consent on and off, the 429, 503, 413 and 408 pages. And a 375 px wide screenshot whose
+controls are measured for 44 px touch targets.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from cryptography.fernet import Fernet
 
 from connectors.http.app import create_app
 from pipeline.broker import free_port, port_open
@@ -37,8 +39,8 @@ class Service:
 
     def __init__(self, tmp_path: Path, **settings: Any) -> None:
         self.publisher = MemoryPublisher()
-        self.settings = HttpSettings(kafka_bootstrap="127.0.0.1:1", data_dir=tmp_path,
-                                     customer_hash_key="k" * 32, **settings)
+        self.settings = HttpSettings(kafka_bootstrap="127.0.0.1:1", data_dir=tmp_path, customer_hash_key="k" * 32,
+                                     contact_key=Fernet.generate_key().decode(), **settings)
         port = free_port()
         config = uvicorn.Config(create_app(self.settings, self.publisher), host="127.0.0.1", port=port,
                                 log_level="warning")
@@ -85,12 +87,13 @@ def submit(page: Any) -> int:
     return int(response.status)
 
 
-def assert_kept(page: Any, nps: int, csat: str, comment: str, email: str, consent: bool) -> None:
+def assert_kept(page: Any, nps: int, csat: str, comment: str, email: str, consent: bool | None) -> None:
     assert page.is_checked(f"#nps-{nps}")
     assert page.input_value("#csat_score") == csat
     assert page.input_value("#comment") == comment
     assert page.input_value("#email") == email
-    assert page.is_checked("#consent") is consent
+    if consent is not None:  # offered only where contacts can be sealed (FEEDBACK_CONTACT_KEY)
+        assert page.is_checked("#consent") is consent
 
 
 def test_fill_and_submit_the_form(browser: Any, pipeline: Pipeline, tmp_path: Path) -> None:
@@ -138,15 +141,16 @@ def test_an_error_keeps_every_value(browser: Any, pipeline: Pipeline) -> None:
     page = browser.new_page()
     page.goto(f"{pipeline.url}/forms/{form}")
     comment = "The app logs me out\nevery time I switch tabs."
-    fill(page, nps=3, csat="2", comment=comment, email="someone@", consent=True)
+    assert page.locator("#consent").count() == 0  # no FEEDBACK_CONTACT_KEY here: no contact offered
+    fill(page, nps=3, csat="2", comment=comment, email="someone@")
     assert submit(page) == 422
-    assert_kept(page, 3, "2", comment, "someone@", True)
+    assert_kept(page, 3, "2", comment, "someone@", None)
     assert page.inner_text("#email-msg") == "Please enter a valid e-mail address, like name@example.com."
     assert page.get_attribute("#email", "aria-invalid") == "true"
     assert "value is not" not in page.content() and "pydantic" not in page.content()  # plain language only
     page.fill("#email", "someone@example.org")
     assert submit(page) == 200
-    assert page.locator("#contact-promise").count() == 1  # consent given: the reply is promised
+    assert page.locator("#contact-promise").count() == 0  # no consent: no reply promised
     rows = wait_for(lambda: pipeline.rows("channel = :c", {"c": f"form:{form}"}), 60, what="corrected row")
     assert len(rows) == 1 and rows[0]["text"] == comment and rows[0]["nps_score"] == 3
     page.close()
@@ -179,14 +183,14 @@ def test_rate_limited_page_keeps_the_answers(browser: Any, service: Service) -> 
         fill(page, nps=8)
         assert submit(page) == 200
     page.goto(f"{service.url}/forms/default")
-    fill(page, nps=4, csat="3", comment="Third answer, sent too soon", email="a@example.org")
+    fill(page, nps=4, csat="3", comment="Third answer, sent too soon", email="a@example.org", consent=True)
     with page.expect_navigation(timeout=30_000) as nav:
         page.click("#submit")
     response = nav.value
     assert response.status == 429 and "text/html" in response.headers["content-type"]
     assert 1 <= int(response.headers["retry-after"]) <= 60
     assert "wait a minute" in page.inner_text("#notice")
-    assert_kept(page, 4, "3", "Third answer, sent too soon", "a@example.org", False)
+    assert_kept(page, 4, "3", "Third answer, sent too soon", "a@example.org", True)
     assert len(service.publisher.records) == 2
     page.close()
 
@@ -258,3 +262,23 @@ def test_touch_targets_on_a_375_px_screen(browser: Any, service: Service, tmp_pa
             fill(page, email="not an address")
             assert submit(page) == 422
     context.close()
+
+
+def test_consent_on_and_off(browser: Any, tmp_path: Path) -> None:
+    with Service(tmp_path, form_rate_limit="") as service:
+        page = browser.new_page()
+        page.goto(f"{service.url}/forms/default")
+        fill(page, nps=2, email="ann@example.org", consent=True)
+        assert submit(page) == 200 and page.locator("#contact-promise").count() == 1
+        page.goto(f"{service.url}/forms/default")
+        fill(page, nps=2, email="bob@example.org")
+        assert submit(page) == 200 and page.locator("#contact-promise").count() == 0
+        # consent without an address: the form asks for one, next to the e-mail field
+        page.goto(f"{service.url}/forms/default")
+        fill(page, nps=2, consent=True)
+        assert submit(page) == 422
+        assert page.inner_text("#email-msg") == "Please enter your e-mail address so that we can contact you."
+        assert_kept(page, 2, "", "", "", True)
+        with_consent, without = service.publisher.records  # the third was refused before publishing
+        assert "ann@" not in str(with_consent.attributes["contact"]) and without.attributes == {}
+        page.close()

@@ -1,0 +1,1 @@
+"""Closing the loop: consenting customers' contacts (encrypted) and follow-up tickets for detractors."""

@@ -1,0 +1,53 @@
+"""The follow-up sink's registration with the kernel (entry points in pyproject.toml) and its run loop."""
+
+from __future__ import annotations
+
+import signal
+
+from pipeline import metrics
+from pipeline.config import load
+from pipeline.plugins import Service
+from pipeline.publisher import Publisher
+from pipeline.retry import RetryPolicy
+from pipeline.sink_runner import KafkaInput, SinkRunner
+from pipeline.topics import Topics, ensure_topics
+
+GROUP_ID = "feedback-followups"
+
+
+def _configured() -> bool:
+    from sinks.followups.sink import FollowupSettings
+
+    settings = load(FollowupSettings)
+    return settings.contact_key is not None or settings.followup_target != "none"
+
+
+#: ``feedback up`` runs the follow-up sink when contacts are sealed (FEEDBACK_CONTACT_KEY) or a target is set.
+SERVICE = Service(("sink", "followups"), order=40, enabled=_configured)
+
+
+def run() -> None:
+    """feedback.enriched (its own consumer group) -> contacts and follow-ups, until SIGTERM."""
+    from pipeline import logging as plog
+    from sinks.followups.sink import FollowupSettings, FollowupSink
+
+    settings = load(FollowupSettings)
+    plog.configure(settings.log_level, settings.log_format, "followups")
+    topic = Topics.from_settings(settings).enriched
+
+    def open_input() -> KafkaInput:
+        ensure_topics(settings)
+        return KafkaInput(settings, topic, GROUP_ID, "feedback-followups", settings.sink_batch_size)
+
+    publisher = Publisher(settings, client_id="feedback-followups-dlq")
+    runner = SinkRunner(FollowupSink(settings), open_input, publisher, batch_size=min(settings.sink_batch_size, 100),
+                        batch_ms=settings.sink_batch_ms,
+                        retry=RetryPolicy(first=1.0, maximum=max(60.0, settings.sink_max_backoff_seconds)))
+    signal.signal(signal.SIGTERM, runner.stop)
+    signal.signal(signal.SIGINT, runner.stop)
+    metrics.serve(settings.metrics_port, host=settings.metrics_host,
+                  ready=lambda: runner.ready() and metrics.broker_reachable(settings.bootstrap))
+    try:
+        runner.run()
+    finally:
+        publisher.close()
