@@ -14,7 +14,6 @@ import json
 import re
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -32,10 +31,17 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Route
 
 from connectors.http import security
-from connectors.http.contact import CONTACT_ATTRIBUTE, ContactSealer
+from connectors.http.contact import ContactSealer
 from connectors.http.errors import ApiError, error_body, is_json, media_type
 from connectors.http.form_texts import FormTexts
-from connectors.http.forms import FormPages, FormSubmission, field_errors, kept_values, parse_form_body
+from connectors.http.forms import (
+    FormPages,
+    FormSubmission,
+    field_errors,
+    form_record,
+    kept_values,
+    parse_form_body,
+)
 from connectors.http.webhooks import create_router as create_webhook_router
 from connectors.http.webhooks import webhook_paths
 from pipeline import metrics
@@ -44,7 +50,7 @@ from pipeline.config import HttpSettings
 from pipeline.errors import TransientError
 from pipeline.logging import get_logger
 from pipeline.publisher import Publisher
-from pipeline.schema import FeedbackRecord, customer_ref, utcnow
+from pipeline.schema import FeedbackRecord, utcnow
 from pipeline.topics import ensure_topics
 
 log = get_logger(__name__)
@@ -265,7 +271,7 @@ def create_app(settings: HttpSettings, publisher: Publisher | AsyncPublisher | N
                 raise
             fields = await read_fields()
             submission = FormSubmission.model_validate(fields)
-            record = form_record(form_id, submission)
+            record = form_record(form_id, submission, customer_key, sealer, pages.texts.language(form_id))
             if not submission.website:  # honeypot: bots fill hidden fields; answered as if accepted
                 await publish([record], "webform")
         except ValidationError as exc:
@@ -284,22 +290,6 @@ def create_app(settings: HttpSettings, publisher: Publisher | AsyncPublisher | N
             metrics.REJECTED.labels("webform", "honeypot").inc()
             return _form_answer(request, browser, form_id, [], False)
         return _form_answer(request, browser, form_id, [str(record.feedback_id)], submission.consent)
-
-    def form_record(form_id: str, submission: FormSubmission) -> FeedbackRecord:
-        return FeedbackRecord(
-            source="webform",
-            channel=f"form:{form_id}",
-            source_ref=f"{form_id}:{submission.submission_id or uuid.uuid4()}",
-            customer_ref=customer_ref(submission.email, customer_key) if submission.email else None,
-            text=submission.comment or "",  # score-only when empty (the form requires one of the two)
-            nps_score=submission.nps_score,
-            csat_score=submission.csat_score,
-            product=submission.product,
-            attributes={CONTACT_ATTRIBUTE: sealer.seal(submission.email)}
-            if submission.consent and submission.email and sealer.enabled else {},
-            language=pages.texts.language(form_id),
-            received_at=utcnow(),
-        )
 
     def _form_answer(request: Request, browser: bool, form_id: str, ids: list[str], consent: bool) -> Response:
         if browser:

@@ -13,9 +13,10 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator, model_validator
 
+from connectors.http.contact import CONTACT_ATTRIBUTE, ContactSealer
 from connectors.http.errors import ApiError, is_json
 from connectors.http.form_texts import FormTexts
-from pipeline.schema import MAX_TEXT_CHARS
+from pipeline.schema import MAX_TEXT_CHARS, FeedbackRecord, customer_ref, utcnow
 
 FORM_MEDIA = ("application/x-www-form-urlencoded", "multipart/form-data")
 #: The fields whose values a re-rendered form shows again (never the honeypot).
@@ -112,6 +113,8 @@ class FormPages:
              errors: dict[str, str] | None = None, notice: str | None = None, status: int = 200,
              headers: dict[str, str] | None = None) -> HTMLResponse:
         values = dict(values or {})
+        if status >= 400 and not errors and not notice:  # e.g. a tampered hidden field: say something
+            notice = self.texts.texts(form_id)["page_400"]
         if not SUBMISSION_ID.match(values.get("submission_id", "")):
             values["submission_id"] = str(uuid.uuid4())
         return self.templates.TemplateResponse(
@@ -131,6 +134,26 @@ class FormPages:
         notice = texts.get(key) or texts["page_400"]
         headers = {k: v for k, v in (exc.headers or {}).items() if k.lower() == "retry-after"}
         return self.form(request, form_id, kept_values(fields or {}), {}, notice, exc.status, headers)
+
+
+def form_record(form_id: str, submission: FormSubmission, customer_key: bytes, sealer: ContactSealer,
+                language: str) -> FeedbackRecord:
+    """The record of one accepted submission: score-only when there is no comment; the address only as
+    a keyed hash, and sealed for the follow-up sink when the customer agreed to be contacted."""
+    return FeedbackRecord(
+        source="webform",
+        channel=f"form:{form_id}",
+        source_ref=f"{form_id}:{submission.submission_id or uuid.uuid4()}",
+        customer_ref=customer_ref(submission.email, customer_key) if submission.email else None,
+        text=submission.comment or "",
+        nps_score=submission.nps_score,
+        csat_score=submission.csat_score,
+        product=submission.product,
+        attributes={CONTACT_ATTRIBUTE: sealer.seal(submission.email)}
+        if submission.consent and submission.email and sealer.enabled else {},
+        language=language,
+        received_at=utcnow(),
+    )
 
 
 async def parse_form_body(request: Request, media: str, body: bytes) -> dict[str, Any]:
