@@ -71,3 +71,19 @@ def test_writer_rows_of_a_score_only_answer(enricher: Enricher) -> None:
     assert feedback_row(items[0], now)["primary_category"] is None
     cats = category_columns(items)
     assert len(cats["category"]) == len(items[1].categories)  # the score-only item has no category rows
+
+
+def test_score_only_answers_count_in_the_signal_windows(enricher: Enricher) -> None:
+    from processors.signals.windows import Accumulator, Observation
+
+    items = [enricher.enrich(FeedbackRecord(source_ref=f"s{i}", nps_score=s, csat_score=c))
+             for i, (s, c) in enumerate([(10, 5), (2, 1), (8, None)])]
+    items.append(enricher.enrich(FeedbackRecord(source_ref="w", text="The courier was rude and late", nps_score=0)))
+    acc = Accumulator()
+    for item in items:
+        acc.add(Observation.from_enriched(item, 0))
+    window = acc.to_window(("overall", "all"), 0.0, 3600)
+    # every answer counts in volume, NPS and CSAT; only the worded one in the sentiment shares
+    assert (window.volume, window.nps_responses, window.promoters, window.detractors) == (4, 4, 1, 2)
+    assert window.nps == -25.0 and window.csat_responses == 2 and window.csat_mean == 3.0
+    assert window.negative + window.neutral + window.positive == 1
