@@ -25,6 +25,9 @@ def writer(warehouse: Engine) -> WarehouseWriter:
 
 
 def enrich(record: FeedbackRecord, category: str = "billing") -> EnrichedFeedback:
+    if record.score_only:  # a rating without a comment: no sentiment, no categories
+        return EnrichedFeedback(**record.model_dump(), sentiment=Sentiment(polarity=0.0, subjectivity=0.0,
+                                label="not_assessed"), categories=[])
     return EnrichedFeedback(**record.model_dump(), sentiment=Sentiment(polarity=0.0, subjectivity=0.0,
                             label="neutral"), categories=[CategoryTag(name=category, confidence=0.9)])
 
