@@ -247,12 +247,13 @@ def test_too_long_and_too_slow_get_html_pages(browser: Any, service: Service) ->
     assert b"took too long" in answer
 
 
-def test_touch_targets_on_a_375_px_screen(browser: Any, service: Service, tmp_path: Path) -> None:
+@pytest.mark.parametrize("form", ["default", "de", "fr", "es"])
+def test_touch_targets_on_a_375_px_screen(browser: Any, service: Service, tmp_path: Path, form: str) -> None:
     context = browser.new_context(viewport={"width": 375, "height": 812}, device_scale_factor=2, has_touch=True)
     page = context.new_page()
-    page.goto(f"{service.url}/forms/default")
+    page.goto(f"{service.url}/forms/{form}")
     for state in ("fresh", "with errors"):
-        page.screenshot(path=str(tmp_path / f"form-375-{state}.png"), full_page=True)
+        page.screenshot(path=str(tmp_path / f"form-{form}-375-{state}.png"), full_page=True)
         assert page.evaluate("document.documentElement.scrollWidth") <= 375  # no sideways scrolling
         for selector in [*TARGETS, *[f"label[for=nps-{n}]" for n in range(1, 10)]]:
             box = page.locator(selector).bounding_box()
