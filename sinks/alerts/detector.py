@@ -27,6 +27,7 @@ Each closed window of a scope is compared with that scope's own baseline:
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -306,10 +307,10 @@ class History:
         return self.order[-1] if self.order else None
 
     def trim(self, keep_after: float) -> None:
-        drop = [s for s in self.order if s < keep_after]
-        for s in drop:
+        cut = bisect.bisect_left(self.order, keep_after)  # the order is sorted: no scan of the whole history
+        for s in self.order[:cut]:
             del self.items[s]
-        self.order = self.order[len(drop):]
+        del self.order[:cut]
 
     def raw_scores(self, signal: str) -> list[float]:
         """The latest in-control windows' unadjusted z-scores, oldest first (at most ``PHI_WINDOWS``)."""
