@@ -12,13 +12,13 @@ import typer
 from rich.console import Console
 
 from pipeline import logging as plog
+from pipeline import plugins
 from pipeline.config import (
     CommonSettings,
     HttpSettings,
     ProcessorSettings,
     SinkSettings,
     UpSettings,
-    ZendeskSettings,
     load,
 )
 from pipeline.errors import ConfigError, TransientError
@@ -77,133 +77,6 @@ def broker(
     os.execv(argv[0], argv)
 
 
-@app.command("serve-http")
-def serve_http() -> None:
-    """Run the HTTP ingestion service (forms, /v1/events, /metrics)."""
-    from connectors.http.server import run
-
-    settings = load(HttpSettings)
-    _logging(settings, "http")
-    run(settings)
-
-
-@app.command()
-def process() -> None:
-    """Run the faust stream processor (feedback.raw -> feedback.enriched)."""
-    from processors.app import run_worker
-
-    settings = load(ProcessorSettings)
-    _logging(settings, "processor")
-    run_worker(settings)
-
-
-@sink_app.command("warehouse")
-def sink_warehouse() -> None:
-    """Run the warehouse sink (feedback.enriched -> SQL)."""
-    from sinks.warehouse.consumer import run
-
-    settings = load(SinkSettings)
-    _logging(settings, "sink")
-    run(settings)
-
-
-@sink_app.command("followups")
-def sink_followups() -> None:
-    """Run the follow-up sink (feedback.enriched -> contacts, tickets for unhappy customers who consented)."""
-    from sinks.followups.plugin import run
-
-    run()
-
-
-# -- degrading-signal alerts (issue 6): the alert sink and corrective action ----------------------
-@sink_app.command("alerts")
-def sink_alerts() -> None:
-    """Run the alert sink (feedback.signals -> detector -> warehouse, feedback.alerts, webhooks, e-mail)."""
-    from pipeline.config import AlertSettings
-    from sinks.alerts.consumer import run
-
-    settings = load(AlertSettings)
-    _logging(settings, "alerts")
-    run(settings)
-
-
-from sinks.alerts.commands import alerts_app, backtest_command, themes_command  # noqa: E402
-
-app.add_typer(alerts_app, name="alerts")
-app.command("backtest")(backtest_command)
-app.command("themes")(themes_command)
-
-
-@connector_app.command("zendesk")
-def connector_zendesk(
-    once: Annotated[bool, typer.Option("--once", help="Stop at the end of the export stream.")] = False,
-) -> None:
-    """Poll Zendesk's incremental ticket export (tickets, public comments, CSAT) into feedback.raw."""
-    from connectors.tickets.poller import run
-
-    settings = load(ZendeskSettings)
-    _logging(settings, "zendesk")
-    run(settings, once=once)
-
-
-@connector_app.command("email")
-def connector_email() -> None:
-    """Read IMAP mailbox folders (FEEDBACK_IMAP_*) into feedback.raw; IDLE or poll until Ctrl-C."""
-    from connectors.email.imap import run
-    from connectors.email.settings import EmailSettings
-
-    settings = load(EmailSettings)
-    _logging(settings, "email")
-    run(settings)
-
-
-@app.command("import-mbox")
-def import_mbox(
-    path: Annotated[Path, typer.Argument(help="An mbox file, an .eml file or a folder of .eml files.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
-) -> None:
-    """Backfill an e-mail archive through the e-mail connector's parsing and publishing path."""
-    import json
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    from connectors.email.mbox import count_messages, import_archive, make_ingestor
-    from connectors.email.settings import EmailSettings
-
-    settings = load(EmailSettings)
-    _logging(settings, "import-mbox")
-    if not path.exists():
-        raise ConfigError(f"no such file or folder: {path}")
-    ingestor, publisher = make_ingestor(settings)
-    columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    try:
-        with Progress(*columns, console=console) as progress:
-            task = progress.add_task(f"importing {path.name}", total=count_messages(path))
-            summary = import_archive(path, settings, ingestor, advance=lambda n: progress.advance(task, n))
-    finally:
-        publisher.close()  # type: ignore[attr-defined]
-    result = summary.as_dict()
-    if as_json:
-        typer.echo(json.dumps(result))
-        return
-    by_reason = ", ".join(f"{k} {v}" for k, v in result["skipped_by_reason"].items())
-    console.print(f"read {result['read']}: published {result['published']}, skipped {result['skipped']}"
-                  f"{f' ({by_reason})' if by_reason else ''}, dead-lettered {result['dead_lettered']}, "
-                  f"already known {result['duplicates']}")
-
-
-@app.command()
-def migrate() -> None:
-    """Bring the warehouse schema to the latest revision."""
-    from sinks.warehouse.db import current_revisions, make_engine
-    from sinks.warehouse.db import migrate as do_migrate
-
-    settings = load(SinkSettings)
-    engine = make_engine(settings.database_url)
-    do_migrate(engine)
-    console.print(f"warehouse at revision {', '.join(current_revisions(engine))}")
-
-
 @app.command()
 def schema(out: Annotated[Path, typer.Option(help="Directory for the JSON Schema files.")] = Path("schemas")) -> None:
     """Write the JSON Schema files that outside producers validate against."""
@@ -245,38 +118,28 @@ def send(
     typer.echo(stored)
 
 
-# -- backfill, replay, report, retention (their modules hold the options and the work) -----------
-from connectors.backfill.commands import import_command, replay_command  # noqa: E402
-from sinks.report.commands import report_command  # noqa: E402
-from sinks.warehouse.commands import erase_command, purge_command  # noqa: E402
-
-app.command("import")(import_command)
-app.command("replay")(replay_command)
-app.command("report")(report_command)
-app.command("purge")(purge_command)
-app.command("erase")(erase_command)
-
-# -- enrichment quality (issue 5): the evaluation CLI and the optional category model ----------
-from processors.commands import eval_command, train_categories_command  # noqa: E402
-
-app.command("eval")(eval_command)
-app.command("train-categories")(train_categories_command)
-
-# -- learning from the organisation's own feedback (issue 17) ----------------------------------
-from processors.learning.commands import models_app, train_sentiment_command  # noqa: E402
-from sinks.warehouse.labels import label_command  # noqa: E402
-
-app.command("train-sentiment")(train_sentiment_command)
-app.command("label")(label_command)
-app.add_typer(models_app, name="models")
+# -- every other command belongs to a component, which registers it ----------------------------
+# A component adds a command with one line in pyproject.toml, then `pip install -e .` (or `make install`):
+#     [project.entry-points."feedback.commands"]
+#     report = "sinks.report.commands:report_command"          # feedback report
+#     alerts = "sinks.alerts.commands:alerts_app"              # a typer.Typer: feedback alerts ...
+#     "connector.email" = "connectors.email.plugin:connector_email"  # feedback connector email
+# (a dotted name puts the command in the `sink` or `connector` group below); pipeline/plugins.py loads
+# them. This module never imports a component (make lint checks it).
+plugins.add_commands(app, {"sink": sink_app, "connector": connector_app})
 
 
-def main() -> None:
+def run(typer_app: typer.Typer) -> None:
+    """Run a Typer app as ``feedback`` runs: a ConfigError exits 2 and a TransientError 3, with the message."""
     try:
-        app()
+        typer_app()
     except ConfigError as exc:
         console.print(f"[red]configuration error:[/red] {exc}")
         sys.exit(2)
     except TransientError as exc:
         console.print(f"[red]unavailable:[/red] {exc}")
         sys.exit(3)
+
+
+def main() -> None:
+    run(app)

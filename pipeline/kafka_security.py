@@ -16,12 +16,27 @@ PLAINTEXT gives only ``security_protocol`` (faust: no credentials).
 from __future__ import annotations
 
 import ssl
-from typing import TYPE_CHECKING, Any, Literal
+from pathlib import Path
+from typing import Any, Literal, Protocol
 
-if TYPE_CHECKING:
-    from pipeline.config import CommonSettings
+from pydantic import SecretStr
 
 Client = Literal["kafka-python", "aiokafka", "faust"]
+
+
+class KafkaSecuritySettings(Protocol):
+    """The settings read here (every :class:`pipeline.config.CommonSettings` has them)."""
+
+    @property
+    def kafka_security_protocol(self) -> str: ...
+    @property
+    def kafka_sasl_mechanism(self) -> str | None: ...
+    @property
+    def kafka_sasl_username(self) -> str | None: ...
+    @property
+    def kafka_sasl_password(self) -> SecretStr | None: ...
+    @property
+    def kafka_ssl_cafile(self) -> Path | None: ...
 
 
 def server_context(cafile: str | None) -> ssl.SSLContext:
@@ -29,7 +44,7 @@ def server_context(cafile: str | None) -> ssl.SSLContext:
     return ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
 
 
-def client_options(settings: CommonSettings, client: Client = "kafka-python") -> dict[str, Any]:
+def client_options(settings: KafkaSecuritySettings, client: Client = "kafka-python") -> dict[str, Any]:
     """The security keyword arguments of ``client`` for the settings' ``FEEDBACK_KAFKA_*`` values."""
     protocol = settings.kafka_security_protocol
     cafile = str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from rich.console import Console
+
+from pipeline import logging as plog
+from pipeline.config import SinkSettings, load
 from pipeline.plugins import Service
 
 
@@ -21,3 +25,21 @@ def migrate_before_start(env: Mapping[str, str]) -> None:
 
 #: ``feedback up`` runs the warehouse sink first (after migrating the warehouse).
 SERVICE = Service(("sink", "warehouse"), order=10, prepare=migrate_before_start)
+
+
+def sink_warehouse() -> None:
+    """Run the warehouse sink (feedback.enriched -> SQL)."""
+    from sinks.warehouse.consumer import run
+
+    settings = load(SinkSettings)
+    plog.configure(settings.log_level, settings.log_format, "sink")
+    run(settings)
+
+
+def migrate_command() -> None:
+    """Bring the warehouse schema to the latest revision."""
+    from sinks.warehouse.db import current_revisions, make_engine, migrate
+
+    engine = make_engine(load(SinkSettings).database_url)
+    migrate(engine)
+    Console(stderr=True).print(f"warehouse at revision {', '.join(current_revisions(engine))}")

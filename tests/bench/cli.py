@@ -7,7 +7,6 @@ error exits 2 with its message.
 from __future__ import annotations
 
 import signal
-import sys
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -98,8 +97,6 @@ def loadtest(
 
 
 def main() -> None:
-    try:
-        app()
-    except ConfigError as exc:
-        console.print(f"[red]configuration error:[/red] {exc}")
-        sys.exit(2)
+    from pipeline.cli import run
+
+    run(app)

@@ -35,7 +35,8 @@ def test_the_three_clients_agree_on_sasl_ssl(monkeypatch: pytest.MonkeyPatch, ca
     assert "ssl_cafile" not in ak and len(ak["ssl_context"].get_ca_certs()) == 1
     assert isinstance(creds, faust.SASLCredentials)
     assert (creds.username, creds.password, creds.mechanism.value) == ("pipeline", "s3cret", "SCRAM-SHA-512")
-    assert creds.ssl_context.verify_mode == ssl.CERT_REQUIRED and len(creds.ssl_context.get_ca_certs()) == 1
+    assert creds.ssl_context is not None and creds.ssl_context.verify_mode == ssl.CERT_REQUIRED
+    assert len(creds.ssl_context.get_ca_certs()) == 1
 
 
 def test_a_sasl_protocol_without_mechanism_means_plain_for_every_client(monkeypatch: pytest.MonkeyPatch) -> None:

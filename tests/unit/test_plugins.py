@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from importlib.metadata import EntryPoint
+from typing import Any
 
 import pytest
 
@@ -56,3 +57,28 @@ def test_a_service_entry_point_must_be_a_service(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(plugins, "registered", lambda group: [ep])
     with pytest.raises(ConfigError, match=r"'odd' .* is not a pipeline\.plugins\.Service"):
         plugins.services()
+
+
+def test_every_command_of_the_cli_is_there_and_components_bring_their_own() -> None:
+    import typer
+
+    from pipeline import cli
+
+    root: Any = typer.main.get_command(cli.app)
+    assert {"up", "broker", "schema", "send", "serve-http", "process", "migrate", "import-mbox", "import",
+            "replay", "report", "purge", "erase", "eval", "train-categories", "alerts"} <= set(root.commands)
+    assert {"warehouse", "alerts"} <= set(root.commands["sink"].commands)
+    assert {"zendesk", "email"} <= set(root.commands["connector"].commands)
+    registered = plugins.registered(plugins.COMMANDS)
+    assert registered, "no feedback.commands entry points: run pip install -e ."
+    for ep in registered:  # the kernel registers nothing of its own: every plugin command is a component's
+        assert ep.value.split(".")[0] in {"connectors", "processors", "sinks"}, ep
+
+
+def test_a_dotted_command_needs_a_known_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    import typer
+
+    ep = EntryPoint(name="nowhere.thing", value="pipeline.cli:main", group=plugins.COMMANDS)
+    monkeypatch.setattr(plugins, "registered", lambda group: [ep])
+    with pytest.raises(ConfigError, match="no command group 'nowhere'"):
+        plugins.add_commands(typer.Typer(), {"sink": typer.Typer()})
