@@ -94,3 +94,28 @@ def test_up_from_each_earlier_revision(reference: Any, start: str, tmp_path: Pat
             assert [tuple(c) for c in customers] == expected
         migrate(engine)  # and again: nothing to do
         assert snapshot(engine) == snap
+
+
+@pytest.mark.parametrize("kind", DIALECTS)
+def test_v_feedback_shows_every_column_of_feedback(kind: str, tmp_path: Path) -> None:
+    """On PostgreSQL a view's ``f.*`` is fixed when it is created: the last revision recreates it."""
+    with fresh_engine(kind, tmp_path, migrated=False) as engine:
+        migrate(engine)
+        insp = inspect(engine)
+        table = {c["name"] for c in insp.get_columns("feedback")}
+        view = {c["name"] for c in insp.get_columns("v_feedback")}
+        assert {"sentiment_model", "origin"} <= table
+        assert table <= view, table - view
+
+
+@pytest.mark.parametrize("kind", DIALECTS)
+def test_a_table_rebuild_keeps_the_child_rows(kind: str, tmp_path: Path) -> None:
+    """0012 rebuilds ``feedback`` on SQLite: the categories of a stored item must survive it."""
+    with fresh_engine(kind, tmp_path, migrated=False) as engine:
+        migrate(engine, "0007_views")
+        fid = insert_feedback(engine)
+        migrate(engine)
+        with engine.connect() as conn:
+            cats = conn.execute(text("SELECT category FROM feedback_categories WHERE feedback_id = :f"),
+                                {"f": fid if kind == "postgresql" else fid.hex}).scalars().all()
+        assert cats == ["delivery"]

@@ -6,7 +6,8 @@
 - ``alerts.incident_id``: the incident an alert belongs to (NULL for alerts opened before this).
 
 Revision ID: 0008_incidents
-Revises: 0007_views (depends on 0005_signals, which created alerts)
+Revises: 0007_views, 0005_signals (which created alerts: a merge point, not a depends_on, so that
+         0005 is no longer a head once this is applied)
 Create Date: 2026-12-07
 """
 
@@ -16,9 +17,9 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_incidents"
-down_revision = "0007_views"
+down_revision = ("0007_views", "0005_signals")  # 0005: the alerts table
 branch_labels = None
-depends_on = "0005_signals"  # the alerts table
+depends_on = None
 
 TZ = sa.DateTime(timezone=True)
 
