@@ -75,12 +75,10 @@ class WarehouseIds:
             return
         if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
             return
-        from sqlalchemy import inspect
+        from sqlalchemy import create_engine, inspect
 
-        from sinks.warehouse.db import make_engine
-
-        try:
-            engine = make_engine(url)
+        try:  # the feedback table is the contract here: no import of the warehouse sink (layering)
+            engine = create_engine(url, hide_parameters=True)
             if "feedback" in inspect(engine).get_table_names():
                 self.engine = engine
         except Exception as exc:  # the check is an optimisation; idempotent writes are the guarantee
@@ -89,16 +87,16 @@ class WarehouseIds:
     def existing(self, ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
         if self.engine is None:
             return set()
-        from sqlalchemy import select
+        from sqlalchemy import Uuid, column, select, table
 
-        from sinks.warehouse.models import Feedback
-
+        feedback_id = column("feedback_id", Uuid)
+        feedback = table("feedback", feedback_id)
         ids = list(ids)
         found: set[uuid.UUID] = set()
         with self.engine.connect() as conn:
             for i in range(0, len(ids), 500):
-                found.update(conn.execute(select(Feedback.feedback_id).where(
-                    Feedback.feedback_id.in_(ids[i : i + 500]))).scalars())
+                found.update(conn.execute(select(feedback_id).select_from(feedback).where(
+                    feedback_id.in_(ids[i : i + 500]))).scalars())
         return found
 
     def close(self) -> None:
