@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 DEV_STAMP := $(VENV)/.dev-installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install install-dev run test test-kafka unit integration bench eval loadtest lint clean
+.PHONY: install install-dev run test test-kafka lock audit unit integration bench eval loadtest lint clean
 
 # The product alone (what `make run` needs): no test, bench or lint tools.
 $(STAMP): pyproject.toml
@@ -72,6 +72,15 @@ lint: $(DEV_STAMP)
 	$(BIN)/ruff check pipeline connectors processors sinks tests
 	$(BIN)/mypy pipeline connectors processors sinks
 	$(BIN)/lint-imports
+
+## The runtime dependencies pinned with their hashes (pip-tools), and a vulnerability audit of that lock
+## file (pip-audit against PyPI's advisory data: needs that service reachable; see docs/security.md).
+lock: $(DEV_STAMP)
+	$(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe --no-emit-find-links \
+		--output-file=requirements.lock pyproject.toml
+
+audit: $(DEV_STAMP)
+	$(BIN)/pip-audit --strict --disable-pip --require-hashes -r requirements.lock
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
