@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import uuid
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import typer
@@ -50,15 +50,31 @@ def up(
         raise ConfigError("--no-broker needs FEEDBACK_KAFKA_BOOTSTRAP")
     _logging(settings, "supervisor")
     sup = Supervisor(settings, with_broker=settings.uses_embedded_broker and not no_broker)
-    base = f"http://{settings.http_host}:{settings.http_port}"
-    console.print(f"[bold]Feedback pipeline[/bold]  (Ctrl-C to stop)\n"
-                  f"  feedback form  {base}/forms/default\n"
-                  f"  events API     {base}/v1/events   (docs: {base}/docs)\n"
-                  f"  metrics        {base}/metrics  http://127.0.0.1:{load(ProcessorSettings).metrics_port}/metrics"
-                  f"  http://127.0.0.1:{load(SinkSettings).metrics_port}/metrics\n"
-                  f"  broker         {settings.bootstrap}{' (embedded, in memory)' if sup.with_broker else ''}\n"
-                  f"  warehouse      {settings.database_url}")
+    console.print(_banner(settings, sup))
     raise typer.Exit(sup.run())
+
+
+def _banner(settings: UpSettings, sup: Any) -> str:
+    """What `feedback up` runs and where: every child with its port, the broker, the data."""
+    from pipeline.config import AlertSettings
+
+    base = f"http://{settings.http_host}:{settings.http_port}"
+    metrics = {"sink": load(SinkSettings).metrics_port, "processor": load(ProcessorSettings).metrics_port,
+               "alerts": load(AlertSettings).metrics_port}
+    broker_kind = {"tansu": "embedded Tansu, in memory", "kafka": "Apache Kafka, data kept"}[settings.embedded_broker]
+    lines = ["[bold]Feedback pipeline[/bold]  (Ctrl-C to stop)",
+             f"  feedback form  {base}/forms/default",
+             f"  events API     {base}/v1/events   (docs: {base}/docs, metrics: {base}/metrics)",
+             f"  broker         {settings.bootstrap}{f' ({broker_kind})' if sup.with_broker else ''}",
+             f"  warehouse      {settings.database_url}",
+             f"  data           {settings.data_dir}",
+             "  components"]
+    for child in sup.children:
+        port = child.env.get("FEEDBACK_PROCESSOR_METRICS_PORT") or metrics.get(child.name)
+        where = f"http://127.0.0.1:{port}/metrics" if port else {"http": base, "broker": settings.bootstrap}.get(
+            child.name, "")
+        lines.append(f"    {child.name:<14} {where}")
+    return "\n".join(lines)
 
 
 @app.command()

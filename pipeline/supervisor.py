@@ -26,6 +26,7 @@ from pipeline.topics import ensure_topics
 log = get_logger(__name__)
 
 GRACE_SECONDS = 15.0
+CONFIG_ERROR_EXIT = 2  # what every component exits with on a ConfigError (pipeline.cli.main)
 HEALTHY_AFTER = 60.0
 
 
@@ -61,6 +62,10 @@ class Supervisor:
         self.env["FEEDBACK_KAFKA_BOOTSTRAP"] = settings.bootstrap
         self.env["FEEDBACK_DATA_DIR"] = str(settings.data_dir.resolve())
         self.env.setdefault("FEEDBACK_WAREHOUSE_URL", settings.database_url)
+        if self.env.pop("FEEDBACK_METRICS_PORT", None) is not None:
+            # one variable for every child would put them all on one port: each keeps its own default
+            log.warning("FEEDBACK_METRICS_PORT is ignored under feedback up; set FEEDBACK_PROCESSOR_METRICS_PORT, "
+                        "FEEDBACK_SINK_METRICS_PORT, FEEDBACK_ALERT_METRICS_PORT to move the children's ports")
         self.env.setdefault("FEEDBACK_LOG_FORMAT", "json" if settings.log_format == "json" else "console")
         if with_broker and settings.embedded_broker == "tansu":
             # it forgets its topics when it restarts: the HTTP service confirms them (see config)
@@ -180,6 +185,12 @@ class Supervisor:
             child.restarts += 1
             child.proc = None
             child.next_start = now + child.backoff
+            if code == CONFIG_ERROR_EXIT and child.name != "broker":
+                # a setting is wrong: restarting cannot fix it, and a loop would bury the message
+                child.next_start = float("inf")
+                log.error("configuration error: not restarted; fix the setting named in its log and restart "
+                          "feedback up", child=child.name, code=code)
+                continue
             if child.name == "broker":
                 self._restart_around_broker(code)
                 return
