@@ -78,6 +78,45 @@ def _banner(settings: UpSettings, sup: Any) -> str:
 
 
 @app.command()
+def status(
+    endpoint: Annotated[list[str] | None, typer.Option(
+        "--endpoint", help="NAME=URL of a component's metrics/health server (repeatable); replaces the local list "
+        "(for a remote deployment).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+) -> None:
+    """Health, readiness, consumer lag and errors of every component, the broker, and where the data lives."""
+    import json
+
+    from rich.table import Table
+
+    from pipeline import status as st
+
+    settings = load(UpSettings)
+    targets = None
+    if endpoint:
+        pairs = [e.partition("=") for e in endpoint]
+        bad = [e for e, (_, eq, url) in zip(endpoint, pairs, strict=True) if not eq or not url]
+        if bad:
+            raise ConfigError(f"--endpoint takes NAME=URL, got {bad[0]!r}")
+        targets = {name: url for name, _, url in pairs}
+    result = st.collect(settings, targets)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        table = Table("component", "health", "ready", "lag", "errors", "detail")
+        for c in result["components"]:
+            table.add_row(c["name"], "ok" if c["healthy"] else "down", "yes" if c["ready"] else "no",
+                          "" if c["lag"] is None else f"{c['lag']:.0f}",
+                          "" if c["errors"] is None else f"{c['errors']:.0f}", c["detail"] or c["url"])
+        b = result["broker"]
+        table.add_row("broker", "ok" if b["reachable"] else "down", "yes" if b["ready"] else "no", "", "",
+                      f"{b['bootstrap']} ({b['brokers'] or 0} brokers)")
+        Console().print(table)
+        Console().print(f"data: {result['data_dir']}   warehouse: {result['warehouse']}")
+    raise typer.Exit(0 if st.all_ready(result) else 1)
+
+
+@app.command()
 def broker(
     port: Annotated[int | None, typer.Option(help="Port (default FEEDBACK_EMBEDDED_BROKER_PORT).")] = None,
 ) -> None:
