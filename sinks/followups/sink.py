@@ -151,7 +151,8 @@ class FollowupSink(Sink[EnrichedFeedback]):
         with self.engine.connect() as conn:
             pending = list(conn.execute(select(FollowUp.feedback_id, FollowUp.reason).where(
                 FollowUp.feedback_id.in_([k for k in items if k is not None]), FollowUp.status == "pending")))
-        for feedback_id, reason in pending:
+        position = {key: n for n, key in enumerate(items)}
+        for feedback_id, reason in sorted(pending, key=lambda row: position[row[0]]):  # in the batch's order
             self._send_one(items[feedback_id], reason)
 
     def _set(self, feedback_id: uuid.UUID | None, **values: object) -> int:
@@ -179,7 +180,7 @@ class FollowupSink(Sink[EnrichedFeedback]):
             self._set(item.feedback_id, status="failed", error=str(exc)[:2000])
             FOLLOWUPS.labels(self.target.name, "failed").inc()
             return
-        self._set(item.feedback_id, status="created", ticket_id=ticket, error=None)
+        self._set(item.feedback_id, status="created", ticket_id=str(ticket)[:100], error=None)  # the column's width
         FOLLOWUPS.labels(self.target.name, "created").inc()
 
     def _open(self, token: str) -> str:

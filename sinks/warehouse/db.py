@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import os
+import pkgutil
 import shutil
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +14,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, MetaData, create_engine, event
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from pipeline.errors import ConfigError
@@ -106,3 +109,30 @@ def current_revisions(engine: Engine) -> tuple[str, ...]:
 
 def head_revisions() -> tuple[str, ...]:
     return tuple(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+
+#: The entry-point group naming modules or ``MetaData`` objects that declare warehouse tables.
+TABLES_GROUP = "feedback.tables"
+
+
+def _metadata_of(obj: object) -> MetaData | None:
+    if isinstance(obj, MetaData):
+        return obj
+    found = getattr(obj, "metadata", None)
+    return found if isinstance(found, MetaData) else None
+
+
+def declared_metadata() -> list[MetaData]:
+    """Every ``MetaData`` holding warehouse tables, ``Base.metadata`` first, each once."""
+    import sinks.warehouse
+    from sinks.warehouse.models import Base
+
+    for info in pkgutil.iter_modules(sinks.warehouse.__path__, "sinks.warehouse."):
+        if not info.name.endswith(".migrations"):
+            importlib.import_module(info.name)
+    found = [Base.metadata]
+    for ep in entry_points(group=TABLES_GROUP):
+        meta = _metadata_of(ep.load())
+        if meta is not None and all(meta is not m for m in found):
+            found.append(meta)
+    return found

@@ -8,39 +8,10 @@ module declaring models on ``Base`` elsewhere, or a ``MetaData`` / declarative b
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-from importlib.metadata import entry_points
-
 from alembic import context
-from sqlalchemy import MetaData, create_engine
+from sqlalchemy import create_engine
 
-import sinks.warehouse
-from sinks.warehouse.models import Base
-
-#: The entry-point group naming modules or ``MetaData`` objects that declare warehouse tables.
-TABLES_GROUP = "feedback.tables"
-
-
-def _metadata_of(obj: object) -> MetaData | None:
-    if isinstance(obj, MetaData):
-        return obj
-    found = getattr(obj, "metadata", None)
-    return found if isinstance(found, MetaData) else None
-
-
-def declared_metadata() -> list[MetaData]:
-    """Every ``MetaData`` holding warehouse tables, ``Base.metadata`` first, each once."""
-    for info in pkgutil.iter_modules(sinks.warehouse.__path__, "sinks.warehouse."):
-        if not info.name.endswith(".migrations"):
-            importlib.import_module(info.name)
-    found = [Base.metadata]
-    for ep in entry_points(group=TABLES_GROUP):
-        meta = _metadata_of(ep.load())
-        if meta is not None and all(meta is not m for m in found):
-            found.append(meta)
-    return found
-
+from sinks.warehouse.db import declared_metadata
 
 config = context.config
 target_metadata = declared_metadata()
