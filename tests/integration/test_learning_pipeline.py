@@ -13,19 +13,16 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 from sqlalchemy import text
 
 from sinks.warehouse.db import make_engine
-from tests.conftest import require
-from tests.integration.conftest import PG_DSN, _pg_available
 from tests.integration.harness import Pipeline, wait_for
+from tests.integration.warehouse_data import fresh_url
 
 pytestmark = pytest.mark.integration
 
@@ -35,28 +32,11 @@ NEUTRAL = ["arrived on tuesday", "as described", "in a box", "ordered via the ap
 THINGS = ["the delivery", "the courier", "the checkout", "the parcel", "the app", "the helpdesk", "the refund"]
 
 
-@contextmanager
-def own_warehouse(kind: str, workdir: Path) -> Iterator[str]:
-    """A warehouse of this module's own: a SQLite file, or a fresh PostgreSQL schema dropped afterwards."""
-    if kind == "sqlite":
-        yield f"sqlite:///{workdir / 'warehouse.db'}"
-        return
-    require(_pg_available(), f"PostgreSQL at {PG_DSN}")
-    schema = f"t_learn_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_DSN, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield PG_DSN.replace("postgresql://", "postgresql+psycopg://", 1) + f"?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(PG_DSN, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def learning(request: pytest.FixtureRequest, kafka_bootstrap: str,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     workdir: Path = tmp_path_factory.mktemp("learning")
-    with own_warehouse(request.param, workdir) as url:
+    with fresh_url(request.param, workdir) as url:
         engine = make_engine(url)
         try:
             yield from _started(Pipeline(kafka_bootstrap, url, engine, workdir))
