@@ -258,3 +258,18 @@ class KafkaInput:
     def close(self) -> None:
         self.guard.close()
         self.consumer.close(autocommit=False)
+
+
+def serve_until_stopped(runner: SinkRunner[Any], publisher: Any, settings: CommonSettings, metrics_port: int) -> None:
+    """Run a sink process: SIGTERM/SIGINT stop the runner, ``/metrics`` and ``/readyz`` (set up, consuming,
+    the broker reachable) are served on ``metrics_port``, and the dead-letter publisher is closed at the end."""
+    import signal
+
+    signal.signal(signal.SIGTERM, runner.stop)
+    signal.signal(signal.SIGINT, runner.stop)
+    metrics.serve(metrics_port, host=settings.metrics_host,
+                  ready=lambda: runner.ready() and metrics.broker_reachable(settings.bootstrap))
+    try:
+        runner.run()
+    finally:
+        publisher.close()

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import signal
-
-from pipeline import metrics
 from pipeline.config import load
 from pipeline.plugins import Service
 from pipeline.publisher import Publisher
 from pipeline.retry import RetryPolicy
-from pipeline.sink_runner import KafkaInput, SinkRunner
+from pipeline.sink_runner import KafkaInput, SinkRunner, serve_until_stopped
 from pipeline.topics import Topics, ensure_topics
 
 GROUP_ID = "feedback-followups"
@@ -43,11 +40,4 @@ def run() -> None:
     runner = SinkRunner(FollowupSink(settings), open_input, publisher, batch_size=min(settings.sink_batch_size, 100),
                         batch_ms=settings.sink_batch_ms,
                         retry=RetryPolicy(first=1.0, maximum=max(60.0, settings.sink_max_backoff_seconds)))
-    signal.signal(signal.SIGTERM, runner.stop)
-    signal.signal(signal.SIGINT, runner.stop)
-    metrics.serve(settings.metrics_port, host=settings.metrics_host,
-                  ready=lambda: runner.ready() and metrics.broker_reachable(settings.bootstrap))
-    try:
-        runner.run()
-    finally:
-        publisher.close()
+    serve_until_stopped(runner, publisher, settings, settings.metrics_port)

@@ -14,7 +14,6 @@ outage is retried with backoff without losing the batch.
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -27,7 +26,7 @@ from pipeline.logging import get_logger
 from pipeline.publisher import Publisher
 from pipeline.retry import RetryPolicy
 from pipeline.schema import EnrichedFeedback
-from pipeline.sink_runner import KafkaInput, Rejected, Sink, SinkRunner
+from pipeline.sink_runner import KafkaInput, Rejected, Sink, SinkRunner, serve_until_stopped
 from pipeline.topics import Topics, ensure_topics
 from sinks.warehouse.db import explain, make_engine, migrate
 from sinks.warehouse.writer import WarehouseWriter
@@ -112,12 +111,4 @@ def build(settings: SinkSettings) -> tuple[SinkRunner[EnrichedFeedback], Publish
 
 def run(settings: SinkSettings) -> None:
     runner, publisher = build(settings)
-    signal.signal(signal.SIGTERM, runner.stop)
-    signal.signal(signal.SIGINT, runner.stop)
-    # /readyz: migrated, consuming and the broker reachable
-    metrics.serve(settings.sink_metrics_port, host=settings.metrics_host,
-                  ready=lambda: runner.ready() and metrics.broker_reachable(settings.bootstrap))
-    try:
-        runner.run()
-    finally:
-        publisher.close()
+    serve_until_stopped(runner, publisher, settings, settings.sink_metrics_port)  # /readyz: migrated, consuming
