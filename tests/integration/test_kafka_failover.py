@@ -20,6 +20,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from kafka import KafkaConsumer
+from sqlalchemy import text
 
 from pipeline.kafka_broker import KafkaCluster
 from sinks.warehouse.db import make_engine
@@ -75,6 +77,20 @@ def quorum_leader(cluster: KafkaCluster) -> int:
     raise AssertionError("no quorum leader recorded")
 
 
+def where_they_are(p: Pipeline, refs: set[str]) -> str:
+    """Which of the pipeline's topics hold the given source refs: tells the lost stage when a record is missing."""
+    found: dict[str, int] = {}
+    for stage in ("feedback.raw", "feedback.enriched", "feedback.dlq"):
+        topic = p.prefix + stage
+        consumer = KafkaConsumer(topic, bootstrap_servers=p.bootstrap, auto_offset_reset="earliest",
+                                 enable_auto_commit=False, consumer_timeout_ms=5000)
+        try:
+            found[stage] = sum(any(f'"{ref}"'.encode() in m.value for ref in refs) for m in consumer)
+        finally:
+            consumer.close()
+    return "records holding them per topic: " + ", ".join(f"{k} {v}" for k, v in found.items())
+
+
 @pytest.fixture
 def cluster_pipeline(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[KafkaCluster, Pipeline]]:
     with kafka_cluster(request, tmp_path / "kafka", nodes=3) as cluster:
@@ -114,12 +130,20 @@ def test_a_killed_broker_loses_no_acknowledged_record(cluster_pipeline: tuple[Ka
     pause = load.longest_pause(killed_at - 1)
     acked = set(load.acked)
     where = f"source_ref LIKE 'fo-{load.run}-%'"
-    wait_for(lambda: p.count(where) >= len(acked), 180, what=f"{len(acked)} acknowledged rows")
-    with p.engine.connect() as conn:
-        from sqlalchemy import text
 
-        stored = [r[0] for r in conn.execute(text(f"SELECT source_ref FROM feedback WHERE {where}"))]
-    assert acked <= set(stored), f"{len(acked - set(stored))} acknowledged records lost"
+    def stored_refs() -> list[str]:
+        with p.engine.connect() as conn:
+            return [r[0] for r in conn.execute(text(f"SELECT source_ref FROM feedback WHERE {where}"))]
+
+    # wait for the acknowledged records themselves: a request the client gave up on may still have been
+    # stored, so a row count can reach len(acked) while an acknowledged record is still on its way
+    try:
+        wait_for(lambda: acked <= set(stored_refs()), 180, what=f"{len(acked)} acknowledged rows")
+    except AssertionError:
+        missing = acked - set(stored_refs())
+        raise AssertionError(f"{len(missing)} acknowledged records lost: {sorted(missing)[:10]}; "
+                             f"{where_they_are(p, missing)}") from None
+    stored = stored_refs()
     assert len(stored) == len(set(stored))  # exactly once
     with capsys.disabled():
         print(f"\n[failover:{victim}] node {node_id} killed: {len(acked)} records acknowledged, all stored once; "
