@@ -1,0 +1,65 @@
+"""The erasure ledger (migration ``0015_erasure_ledger``): keyed hashes of erased customers.
+
+``feedback erase`` records every reference it erased; the warehouse sink and DLQ replay consult the
+ledger so an erased customer's records still in Kafka (raw, enriched, DLQ topics, until their
+retention runs out) are never written back. The ledger holds keyed hashes only, never an address.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, DateTime, Engine, Integer, String, select
+from sqlalchemy.orm import Mapped, mapped_column
+
+from sinks.warehouse.models import Base
+
+
+class ErasedCustomer(Base):
+    """One erased customer reference (a keyed hash); ``seq`` orders additions for incremental reads."""
+
+    __tablename__ = "erasure_ledger"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    erased_ref: Mapped[str] = mapped_column(String(100), index=True, unique=True)
+    erased_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+def record_erased(conn: Connection, refs: Iterable[str]) -> int:
+    """Add ``refs`` to the ledger (those already there are skipped); the number added."""
+    table = ErasedCustomer.__table__
+    wanted = sorted(set(refs))
+    if not wanted:
+        return 0
+    known = set(conn.execute(select(table.c.erased_ref).where(table.c.erased_ref.in_(wanted))).scalars())
+    now = datetime.now(UTC)
+    new = [{"erased_ref": r, "erased_at": now} for r in wanted if r not in known]
+    if new:
+        conn.execute(table.insert(), new)
+    return len(new)
+
+
+class ErasureLedger:
+    """A cached copy of the ledger: :meth:`refresh` reads only rows added since the last call (one
+    indexed query), so a sink pays one lookup per batch, and :meth:`is_erased` is a set lookup."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._refs: set[str] = set()
+        self._seq = 0
+
+    def refresh(self) -> None:
+        table = ErasedCustomer.__table__
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(table.c.seq, table.c.erased_ref).where(table.c.seq > self._seq)
+                                .order_by(table.c.seq)).all()
+        for seq, ref in rows:
+            self._refs.add(ref)
+            self._seq = max(self._seq, seq)
+
+    def is_erased(self, customer_ref: str | None) -> bool:
+        return bool(customer_ref) and customer_ref in self._refs
+
+    def __len__(self) -> int:
+        return len(self._refs)
