@@ -36,6 +36,8 @@ def bench(
                                                        "with --quick).")] = None,
     http_batch: Annotated[int, typer.Option(min=1, max=500, help="Records per HTTP request.")] = 10,
     processors: Annotated[int, typer.Option(min=1, max=8, help="Processor workers (and baseline workers).")] = 1,
+    broker: Annotated[str, typer.Option(help="tansu (the embedded broker) or kafka (Apache Kafka 4, one KRaft "
+                                        "node; needs Java 17 and the cached jars).")] = "tansu",
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
     out: Annotated[Path | None, typer.Option(help="Write results.json, results.md and the logs here.")] = None,
 ) -> None:
@@ -45,12 +47,14 @@ def bench(
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, _terminate)
+    if broker not in ("tansu", "kafka"):
+        raise ConfigError(f"--broker must be tansu or kafka, not {broker!r}")
     scratch = tempfile.TemporaryDirectory(prefix="feedback-bench-out-")  # logs go here without --out
     workdir = out or Path(scratch.name)
     workdir.mkdir(parents=True, exist_ok=True)
     ctx = b.BenchContext(records=records or (2000 if quick else 50_000), quick=quick, http_rate=http_rate,
                          http_seconds=http_seconds or (5.0 if quick else 20.0), http_batch=http_batch,
-                         processors=processors, workdir=workdir,
+                         processors=processors, broker=broker, workdir=workdir,
                          log=lambda m: console.print(m, markup=False, highlight=False))
     plog.configure("WARNING", "console", "bench")
     try:

@@ -83,6 +83,7 @@ class BenchContext:
     http_seconds: float = 20.0
     http_batch: int = 10
     processors: int = 1
+    broker: str = "tansu"  # the bench's broker: the embedded Tansu or Apache Kafka (one KRaft node)
     log: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr, flush=True))
     shared: dict[str, Any] = field(default_factory=dict)
     resources: ExitStack = field(default_factory=ExitStack)
@@ -282,7 +283,8 @@ HEADERS = ["stage", "metric", "value", "baseline (same run)", "ratio", "target",
 
 def header_line(meta: dict[str, Any]) -> str:
     load = meta.get("load_average")
-    return (f"Machine: {meta['machine']} · records: {meta['records']:,} · date: {meta['date']}"
+    return (f"Machine: {meta['machine']} · broker: {meta.get('broker', 'tansu')} · records: {meta['records']:,}"
+            f" · date: {meta['date']}"
             + (f" · load average before/after: {load[0]:.2f}/{load[1]:.2f}" if load and None not in load else "")
             + (" · quick run" if meta.get("quick") else ""))
 
@@ -319,7 +321,7 @@ def meta_for(ctx: BenchContext) -> dict[str, Any]:
             "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "load_average": [ctx.load_before, load_average()],
             "http": {"rate": ctx.http_rate, "seconds": ctx.http_seconds, "batch": ctx.http_batch},
-            "processors": ctx.processors}
+            "processors": ctx.processors, "broker": ctx.broker}
 
 
 def to_json(results: Sequence[Result], meta: dict[str, Any]) -> str:

@@ -150,8 +150,9 @@ class Sampler:
 class Rig:
     """Broker, pipeline processes and a temporary SQLite warehouse for one bench run."""
 
-    def __init__(self, workdir: Path, log: Callable[[str], None]) -> None:
+    def __init__(self, workdir: Path, log: Callable[[str], None], broker_kind: str = "tansu") -> None:
         self.workdir = workdir
+        self.broker_kind = broker_kind  # "tansu" (the embedded default) or "kafka" (Apache Kafka, one KRaft node)
         self.log = log
         self.run_id = uuid.uuid4().hex[:8]
         self.prefix = f"bench{self.run_id}."
@@ -170,7 +171,15 @@ class Rig:
 
     # -- processes -----------------------------------------------------------------------------
     def start_broker(self) -> None:
-        self.log(f"[bench] broker on {self.bootstrap}; workdir {self.dir}")
+        self.log(f"[bench] {self.broker_kind} broker on {self.bootstrap}; workdir {self.dir}")
+        if self.broker_kind == "kafka":
+            from pipeline.kafka_broker import KafkaCluster
+
+            cluster = KafkaCluster(self.dir / "kafka", port=self.port, heap="1g").start()
+            proc = cluster.nodes[0].proc
+            assert proc is not None
+            self._register("broker", proc)
+            return
         proc = broker.start(self.port, log_file=self.dir / "broker.log",
                             start_new_session=True, preexec_fn=_die_with_parent)
         self._register("broker", proc)

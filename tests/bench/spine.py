@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,7 +42,7 @@ PIPELINE_PROCS = ("http", "processor", "sink", "passthrough")
 
 def rig(ctx: BenchContext) -> Rig:
     def make() -> Rig:
-        r = Rig(ctx.workdir, ctx.log)
+        r = Rig(ctx.workdir, ctx.log, broker_kind=ctx.broker)
         r.processors = ctx.processors
         try:
             r.start_broker()
@@ -276,7 +277,8 @@ def http_stage(ctx: BenchContext) -> list[Result]:
         Result("spine-http", "records/s arriving at the service (received_at)", arrival, "records/s",
                notes="below the offered rate when the service or the load generator cannot keep up"),
         Result("spine-http", "records accepted (202)", accepted, "records",
-               notes=f"{total - accepted:,} refused or failed; {done:,} rows written"),
+               notes=f"{total - accepted:,} refused or failed; {done:,} rows written; requests by status: "
+                     + ", ".join(f"{k or 'none'}: {v}" for k, v in sorted(Counter(a[3] for a in answers).items()))),
         *latency_results("spine-http", "latency end to end (received -> written)", e2e, desc,
                          p99_target=TARGET_P99),
         *latency_results("spine-http", "latency received -> enriched", stage1),
