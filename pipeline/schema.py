@@ -71,10 +71,34 @@ def derive_feedback_id(source: str, source_ref: str) -> uuid.UUID:
     return uuid.uuid5(FEEDBACK_NAMESPACE, name)
 
 
+#: A ``customer_ref``: ``c_<key id>_<32 hex digits>``, or the earlier form without a key id.
+CUSTOMER_REF_PATTERN = r"^c_(?:[0-9a-f]{8}_)?[0-9a-f]{32}$"
+
+
+def customer_key_id(key: bytes) -> str:
+    """The id of a customer-hash key in the references it makes: 8 hex digits of a SHA-256 of the key
+    (a fingerprint, not the key), so a reference says which key made it and keys can be rotated."""
+    return hashlib.sha256(b"feedback customer key id\x00" + key).hexdigest()[:8]
+
+
+def _customer_digest(address: str, key: bytes) -> str:
+    normalized = address.strip().lower().encode("utf-8", "surrogateescape")
+    return hmac.new(key, normalized, hashlib.sha256).hexdigest()[:32]
+
+
 def customer_ref(address: str, key: bytes) -> str:
-    """Keyed hash (HMAC-SHA256) of a customer's address: joinable across sources, not reversible."""
-    normalized = address.strip().lower().encode()
-    return "c_" + hmac.new(key, normalized, hashlib.sha256).hexdigest()[:32]
+    """Keyed hash (HMAC-SHA256) of a customer's address, with the key's id: joinable across sources,
+    not reversible."""
+    return f"c_{customer_key_id(key)}_{_customer_digest(address, key)}"
+
+
+def customer_refs(address: str, keys: list[bytes]) -> list[str]:
+    """Every reference ``address`` may have been stored under: each key's, with and without key id."""
+    found: list[str] = []
+    for key in keys:
+        digest = _customer_digest(address, key)
+        found += [f"c_{customer_key_id(key)}_{digest}", f"c_{digest}"]
+    return found
 
 
 def nps_class(score: int | None) -> NpsClass | None:
@@ -117,8 +141,9 @@ class FeedbackRecord(_Model):
         min_length=1, max_length=500, description="Stable id in the source system (Message-ID, ...)."
     )
     thread_ref: ShortStr | None = Field(default=None, description="Conversation / ticket it belongs to.")
-    customer_ref: ShortStr | None = Field(
-        default=None, description="Keyed hash of the customer's address, never the address itself."
+    customer_ref: Annotated[ShortStr, Field(pattern=CUSTOMER_REF_PATTERN)] | None = Field(
+        default=None, description="Keyed hash of the customer's address, never the address itself: "
+        "c_<key id>_<32 hex digits> (pipeline.schema.customer_ref); anything else is refused."
     )
     subject: Annotated[str, Field(max_length=1000)] | None = None
     text: str = Field(
@@ -142,6 +167,10 @@ class FeedbackRecord(_Model):
     attributes: dict[str, str | int | float | bool | None] = Field(
         default_factory=dict, description="Source-specific attributes (ticket status, priority, ...)."
     )
+    contact: Annotated[str, Field(max_length=2000, pattern=r"^gAAAAA[A-Za-z0-9_=-]+$")] | None = Field(
+        default=None, repr=False, description="A consenting customer's address sealed under "
+        "FEEDBACK_CONTACT_KEY (a Fernet token, never the address itself). The warehouse keeps it only in "
+        "its `contacts` table, never in the feedback row or its attributes.")
     event_time: UtcDatetime = Field(
         default_factory=utcnow, description="When the customer gave the feedback."
     )

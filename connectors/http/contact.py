@@ -1,10 +1,11 @@
 """Sealing a consenting customer's e-mail address for the follow-up sink.
 
-With consent ("You may contact me about this feedback") the address travels as
-``attributes.contact``: a Fernet token (AES-128-CBC with an HMAC-SHA256, from the ``cryptography``
-package) under ``FEEDBACK_CONTACT_KEY``. The follow-up sink (``sinks/followups``) keeps it in its
-``contacts`` table, still encrypted, and opens it only to create a ticket. Without a key the form
-does not offer the checkbox, so it never promises a reply it cannot give.
+With consent ("You may contact me about this feedback") the address travels in the record's own
+``contact`` field (never in ``attributes``): a Fernet token (AES-128-CBC with an HMAC-SHA256, from the
+``cryptography`` package) under ``FEEDBACK_CONTACT_KEY``. The warehouse sink keeps it in the
+``contacts`` table, still encrypted (never in the feedback row); the follow-up sink opens it only to
+create a ticket. Without a key the form does not offer the checkbox, so it never promises a reply it
+cannot give.
 """
 
 from __future__ import annotations
@@ -13,9 +14,6 @@ from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
 from pipeline.errors import ConfigError
-
-#: The record attribute that carries the sealed address.
-CONTACT_ATTRIBUTE = "contact"
 
 
 class ContactSealer:

@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator, model_validator
 
-from connectors.http.contact import CONTACT_ATTRIBUTE, ContactSealer
+from connectors.http.contact import ContactSealer
 from connectors.http.errors import ApiError, is_json
 from connectors.http.form_texts import FormTexts
 from pipeline.schema import MAX_TEXT_CHARS, FeedbackRecord, customer_ref, utcnow
@@ -149,8 +149,7 @@ def form_record(form_id: str, submission: FormSubmission, customer_key: bytes, s
         nps_score=submission.nps_score,
         csat_score=submission.csat_score,
         product=submission.product,
-        attributes={CONTACT_ATTRIBUTE: sealer.seal(submission.email)}
-        if submission.consent and submission.email and sealer.enabled else {},
+        contact=sealer.seal(submission.email) if submission.consent and submission.email and sealer.enabled else None,
         language=language,
         received_at=utcnow(),
     )

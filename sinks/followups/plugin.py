@@ -15,11 +15,10 @@ GROUP_ID = "feedback-followups"
 def _configured() -> bool:
     from sinks.followups.sink import FollowupSettings
 
-    settings = load(FollowupSettings)
-    return settings.contact_key is not None or settings.followup_target != "none"
+    return load(FollowupSettings).followup_target != "none"
 
 
-#: ``feedback up`` runs the follow-up sink when contacts are sealed (FEEDBACK_CONTACT_KEY) or a target is set.
+#: ``feedback up`` runs the follow-up sink when a target is set (the warehouse sink keeps the contacts).
 SERVICE = Service(("sink", "followups"), order=40, enabled=_configured)
 
 

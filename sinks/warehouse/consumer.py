@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from sqlalchemy import DateTime, Engine, String, Text, Uuid, column, table
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 
 from pipeline import metrics
@@ -71,6 +73,8 @@ class WarehouseSink(Sink[EnrichedFeedback]):
         if rejected:  # rows the warehouse refused: the rest of the batch is written; these are dead-lettered
             log.warning("records rejected by the warehouse", count=len(rejected),
                         reasons=sorted({r.reason for r in rejected}))
+        refused = {r.index for r in rejected}
+        write_contacts(self.engine, [item for n, item in enumerate(items) if n not in refused])
         now = datetime.now(UTC)
         for item in items:
             metrics.END_TO_END.observe(max(0.0, (now - item.received_at).total_seconds()))
@@ -82,6 +86,31 @@ class WarehouseSink(Sink[EnrichedFeedback]):
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+#: The ``contacts`` table (migration 0013; declared by ``sinks.followups.models``), as far as this sink writes it.
+CONTACTS = table("contacts", column("feedback_id", Uuid()), column("customer_ref", String()),
+                 column("address_encrypted", Text()), column("consented_at", DateTime(timezone=True)))
+
+
+def write_contacts(engine: Engine, items: Sequence[EnrichedFeedback]) -> int:
+    """Keep the sealed ``contact`` of each consenting item in ``contacts`` (never in ``feedback``).
+
+    Idempotent: an item's contact is inserted once (its id is the key); redelivery changes nothing.
+    A database error raises TransientError, so the runner writes the whole batch again.
+    """
+    rows = [{"feedback_id": i.feedback_id, "customer_ref": i.customer_ref, "address_encrypted": i.contact,
+             "consented_at": i.received_at} for i in items if i.contact and not i.is_ticket_state]
+    if not rows:
+        return 0
+    insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(CONTACTS).on_conflict_do_nothing(index_elements=["feedback_id"]), rows)
+    except OperationalError as exc:
+        raise TransientError(explain(engine, exc), retry_after=None) from exc
+    metrics.WRITTEN.labels("contacts").inc(len(rows))
+    return len(rows)
 
 
 def error_kind(message: str) -> str:

@@ -8,20 +8,25 @@ import json
 import threading
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, insert, select
 
+from pipeline.config import SinkSettings
 from pipeline.errors import TransientError
 from pipeline.schema import EnrichedFeedback, FeedbackRecord, customer_ref
 from processors.enrich import Enricher
 from processors.taxonomy import Taxonomy
 from sinks.followups.models import Contact, FollowUp
 from sinks.followups.sink import FollowupSettings, FollowupSink
+from sinks.warehouse.alerts import IncidentRow
+from sinks.warehouse.consumer import WarehouseSink
+from sinks.warehouse.models import Feedback
 from sinks.warehouse.retention import erase
 
 pytestmark = pytest.mark.integration
@@ -69,12 +74,23 @@ def enricher() -> Enricher:
     return Enricher(Taxonomy.load())
 
 
-def item(enricher: Enricher, nps: int, email: str | None, text: str = "") -> EnrichedFeedback:
-    attributes = {"contact": Fernet(KEY).encrypt(email.encode()).decode()} if email else {}
-    rec = FeedbackRecord(source="webform", channel="form:default", source_ref=str(uuid.uuid4()), text=text,
-                         nps_score=nps, customer_ref=customer_ref(email or "anon@example.org", b"k"),
-                         attributes=attributes)
+def item(enricher: Enricher, nps: int | None, email: str | None, text: str = "", **fields: Any) -> EnrichedFeedback:
+    contact = Fernet(KEY).encrypt(email.encode()).decode() if email else None
+    fields = {"channel": "form:default", **fields}
+    rec = FeedbackRecord(source="webform", source_ref=str(uuid.uuid4()), text=text, nps_score=nps,
+                         customer_ref=customer_ref(email or "anon@example.org", b"k"), contact=contact, **fields)
     return enricher.enrich(rec)
+
+
+def store(engine: Engine, tmp_path: Path, items: list[EnrichedFeedback]) -> None:
+    """The warehouse sink's write: feedback rows, and the sealed contacts into ``contacts`` only."""
+    url = engine.url.render_as_string(hide_password=False)
+    wh = WarehouseSink(SinkSettings(data_dir=tmp_path, warehouse_url=url))
+    wh.setup()
+    try:
+        assert wh.write(items) == []
+    finally:
+        wh.close()
 
 
 def sink(engine: Engine, tmp_path: Path, **settings: Any) -> FollowupSink:
@@ -118,12 +134,19 @@ def test_zendesk_ticket_once_after_a_429(warehouse: Engine, saas: FakeSaaS, enri
     assert ticket["requester"] == {"email": "ann@example.org"} and "parcel in the rain" in ticket["comment"]["body"]
     auth = base64.b64decode(sent["headers"]["Authorization"].removeprefix("Basic ")).decode()
     assert auth == "agent@example.com/token:tok"
+    store(warehouse, tmp_path, [unhappy, happy, silent])
+    store(warehouse, tmp_path, [unhappy, happy, silent])  # redelivered: the same rows
     with warehouse.connect() as conn:
-        contacts = {r.feedback_id: r for r in conn.execute(select(Contact).where(
-            Contact.feedback_id.in_([unhappy.feedback_id, happy.feedback_id, silent.feedback_id])))}
+        ids = [unhappy.feedback_id, happy.feedback_id, silent.feedback_id]
+        contacts = {r.feedback_id: r for r in conn.execute(select(Contact).where(Contact.feedback_id.in_(ids)))}
+        attributes = [str(a) for a in conn.execute(select(Feedback.attributes).where(Feedback.feedback_id.in_(ids)))
+                      .scalars()]
     assert set(contacts) == {unhappy.feedback_id, happy.feedback_id}
     stored = contacts[happy.feedback_id].address_encrypted
     assert "bob@" not in stored and Fernet(KEY).decrypt(stored.encode()) == b"bob@example.org"
+    assert stored == happy.contact and "contact" not in repr(happy)  # sealed as sent; never in a repr (logs)
+    # neither the token nor the address is in the feedback rows' attributes
+    assert len(attributes) == 3 and not any(stored in a or "bob@" in a or "contact" in a for a in attributes)
     # feedback erase covers the contacts and the trail (both keyed by customer and feedback id)
     result = erase(warehouse, [unhappy.customer_ref or ""])
     assert result.deleted.get("contacts") == 1 and result.deleted.get("followups") == 1
@@ -174,6 +197,18 @@ def test_settings_name_what_a_target_needs(tmp_path: Path) -> None:
         FollowupSettings(data_dir=tmp_path, followup_target="webhook", followup_url="https://hooks.example")
 
 
+def topic_values(p: Any, topic: str) -> list[bytes]:
+    """Every record value on one of the pipeline's topics (read from the start, no group)."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(p.prefix + topic, bootstrap_servers=p.bootstrap, auto_offset_reset="earliest",
+                             enable_auto_commit=False, consumer_timeout_ms=3000, group_id=None)
+    try:
+        return [msg.value for msg in consumer]
+    finally:
+        consumer.close()
+
+
 def test_consent_through_the_running_pipeline(saas: FakeSaaS, tmp_path: Path) -> None:
     """Form with consent -> raw -> processor -> enriched -> follow-up sink -> one Zendesk ticket."""
     import subprocess
@@ -216,9 +251,69 @@ def test_consent_through_the_running_pipeline(saas: FakeSaaS, tmp_path: Path) ->
                 "ann@example.org")
             with p.engine.connect() as conn:
                 contacts = conn.execute(select(Contact)).all()
-            assert len(contacts) == 1 and "ann@" not in contacts[0].address_encrypted
-            # the address never reaches the warehouse's feedback rows in the clear
-            assert p.rows("customer_ref IS NOT NULL AND CAST(attributes AS TEXT) LIKE '%ann@%'") == []
+                [attributes] = conn.execute(select(Feedback.attributes).where(
+                    Feedback.feedback_id == row.feedback_id)).scalars()
+            # the warehouse sink kept the sealed address in contacts, and only there
+            assert len(contacts) == 1 and contacts[0].feedback_id == row.feedback_id
+            token = contacts[0].address_encrypted
+            assert "ann@" not in token and Fernet(KEY).decrypt(token.encode()) == b"ann@example.org"
+            assert attributes == {} and p.rows("CAST(attributes AS TEXT) LIKE '%contact%'") == []
+            assert p.rows("CAST(attributes AS TEXT) LIKE '%ann@%' OR text LIKE '%ann@%'") == []
+            # the topics carry the token, never the address
+            raw, enriched = topic_values(p, "feedback.raw"), topic_values(p, "feedback.enriched")
+            assert any(token.encode() in v for v in raw) and any(token.encode() in v for v in enriched)
+            assert not any(b"ann@example.org" in v for v in raw + enriched)
+            assert "ann@example.org" not in p.log("http") + p.log("sink")
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+
+
+def incident(engine: Engine, status: str, scope: tuple[str, str], started: datetime, examples: list[str]) -> uuid.UUID:
+    """An incident as the alert sink writes it to the warehouse (the follow-up sink only reads it)."""
+    incident_id = uuid.uuid4()
+    with engine.begin() as conn:
+        conn.execute(insert(IncidentRow), [{
+            "incident_id": incident_id, "kind": "signal", "status": status, "severity": "warning",
+            "driver_scope_type": scope[0], "driver_scope_value": scope[1], "signals": ["negative_share"],
+            "explained_share": 0.8, "started_at": started, "opened_at": started, "updated_at": started,
+            "summary": "Negative share of delivery feedback 60% vs 20% usual", "examples": examples}])
+    return incident_id
+
+
+def test_incident_example_customers_get_one_followup(warehouse: Engine, saas: FakeSaaS, enricher: Enricher,
+                                                     tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    words = f"The courier left my parcel in the rain {uuid.uuid4().hex[:6]}"  # unique per run: shared warehouse
+    scope = ("channel", f"form:{uuid.uuid4().hex[:8]}")
+    consenting = item(enricher, 8, "ann@example.org", words, channel=scope[1])  # a passive: no detractor rule
+    anonymous = item(enricher, 8, None, words, channel=scope[1])  # no consent: never contacted
+    before = item(enricher, 8, "bob@example.org", words, channel=scope[1], event_time=now - timedelta(hours=3))
+    elsewhere = item(enricher, 8, "cat@example.org", words)  # another channel than the driver's
+    detractor = item(enricher, 1, "dan@example.org", words, channel=scope[1])  # followed up as a detractor
+    other = item(enricher, 8, "eve@example.org", f"Refund took weeks {uuid.uuid4().hex[:6]}", channel=scope[1])
+    items = [consenting, anonymous, before, elsewhere, detractor, other]
+    store(warehouse, tmp_path, items)
+    opened = incident(warehouse, "open", scope, now - timedelta(hours=1), [words, "Something else entirely"])
+    incident(warehouse, "resolved", scope, now - timedelta(hours=1), [other.text])  # resolved: no follow-ups
+    s = sink(warehouse, tmp_path, followup_target="webhook", followup_url=f"{saas.url}/hooks/followup",
+             followup_incidents=True, followup_poll_seconds=0)
+    saas.answers = [(201, {}, {"id": "d-1"}), (429, {"Retry-After": "3"}, {}), (201, {}, {"id": "i-1"})]
+    s.write(items)  # the detractor rule, from the topic
+    assert trail(warehouse, detractor.feedback_id).reason == "detractor"
+    s.tick()  # the incident rule: one row for the consenting example customer; the target says 429
+    row = trail(warehouse, consenting.feedback_id)
+    assert (row.status, row.reason, row.attempts) == ("pending", f"incident:{opened}", 1) and "429" in row.error
+    s.tick()  # within Retry-After: nothing is sent
+    assert len(saas.requests) == 2
+    s._next_poll = 0.0  # Retry-After passed
+    s.tick()
+    s.tick()  # again: nothing new
+    row = trail(warehouse, consenting.feedback_id)
+    assert (row.status, row.ticket_id, row.attempts) == ("created", "i-1", 2)
+    assert [r["body"]["email"] for r in saas.requests] == ["dan@example.org", "ann@example.org", "ann@example.org"]
+    assert words in saas.requests[2]["body"]["body"] and "incident" in saas.requests[2]["body"]["subject"]
+    assert saas.requests[2]["headers"]["Idempotency-Key"] == str(consenting.feedback_id)
+    for untouched in (anonymous, before, elsewhere, other):
+        assert trail(warehouse, untouched.feedback_id) is None
+    assert trail(warehouse, detractor.feedback_id).reason == "detractor"  # one follow-up per item, the first
