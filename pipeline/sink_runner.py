@@ -108,6 +108,10 @@ class Sink(Generic[T]):
         """The ``feedback_sink_errors_total{kind}`` label of a failed write or setup."""
         return "unavailable"
 
+    def tick(self) -> None:
+        """Periodic work between batches (called after every turn of the loop, with or without a batch,
+        on the runner's thread); it must not raise."""
+
     def close(self) -> None:
         """Release the store's connections."""
 
@@ -152,6 +156,7 @@ class SinkRunner(Generic[T]):
                 rewound = self.input.rewound()
                 if batch:
                     self.handle(batch, commit=not rewound)
+                self.sink.tick()
         finally:
             self.health.ready = False
             if self.input is not None:
