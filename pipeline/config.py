@@ -116,47 +116,22 @@ class CommonSettings(BaseSettings):
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
     kafka_ssl_cafile: Path | None = None
-    topic_watch_seconds: float = Field(
-        default=1.0, gt=0, le=300,
-        description="How often consumers check that their topics were not deleted and created again "
-        "(the embedded broker restarts empty); a recreated topic is re-read from its beginning.",
-    )
-    confirm_topic_ids: bool = Field(
-        default=False,
-        description="The HTTP service accepts a request only when the topic's id read after the broker's "
-        "acks is the one known before the send (the embedded broker, restarted, acknowledges records for "
-        "topics it no longer lists and then drops them). `feedback up` turns it on when it runs the "
-        "embedded broker; it costs about a quarter of the HTTP throughput, for nothing on a real Kafka "
-        "cluster, whose topics keep their ids.",
+    broker_gate: Path | None = Field(
+        default=None,
+        description="Set by `feedback up` for its children, not by hand: the file through which the supervisor "
+        "says the broker it runs is restarting (pipeline/gate.py); a publish is accepted only when the gate was "
+        "open, with the same broker start, before the send and after the acks.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
     metrics_host: str = Field(
         default="127.0.0.1",
         description="Interface of the /metrics, /healthz, /readyz server of the non-HTTP components "
-    customer_hash_keys: Annotated[list[SecretStr], NoDecode] = Field(
-        default_factory=list, description="Former customer-hash keys (comma-separated): never used for new "
-        "references, only to find old ones (`feedback erase` checks every key).")
-
-    @field_validator("customer_hash_key")
-    @classmethod
-    def _strong_customer_key(cls, value: SecretStr | None) -> SecretStr | None:
-        from pipeline.keys import check_key
-
-        if value is not None:
-            check_key(value.get_secret_value().encode(), "FEEDBACK_CUSTOMER_HASH_KEY")
-        return value
-
-    @field_validator("customer_hash_keys", mode="before")
-    @classmethod
-    def _split_keys(cls, value: Any) -> Any:
-        return [k.strip() for k in value.split(",") if k.strip()] if isinstance(value, str) else value
         "(0.0.0.0 in containers).",
     )
     customer_hash_key: SecretStr | None = Field(
         default=None,
-        description="Key of the customer_ref HMAC (at least 32 bytes, not a placeholder); unset: the key "
-        "`feedback up` generated once into data_dir/customer_hash.key.",
+        description="Key of the customer_ref HMAC; unset: a random key kept in data_dir.",
     )
 
     #: Whether an unset data_dir may come from the user location file (not for `feedback up`, which writes it).
@@ -192,33 +167,22 @@ class CommonSettings(BaseSettings):
 
         return client_options(self, "kafka-python")
 
-    def customer_key(self, create: bool = False) -> bytes:
-        """The HMAC key for customer references: FEEDBACK_CUSTOMER_HASH_KEY, else the key kept in
-        ``data_dir``, which only ``feedback up`` creates (``create=True``, once); a missing or weak key
-        is a ConfigError, never a random per-process key."""
-        from pipeline.keys import check_key
-
+    def customer_key(self, create: bool = True) -> bytes:
+        """The HMAC key for customer references; generated once and kept in ``data_dir``. With
+        ``create=False`` (commands that must match existing references) a missing key is a ConfigError."""
         if self.customer_hash_key is not None:
             return self.customer_hash_key.get_secret_value().encode()
         path = self.data_dir / "customer_hash.key"
         if not path.exists() and not create:
-            raise ConfigError(f"no customer-hash key in the data directory {self.data_location}: set "
-                              "FEEDBACK_CUSTOMER_HASH_KEY (at least 32 bytes), or run where `feedback up` ran "
-                              "(it keeps one in its data directory), or set FEEDBACK_DATA_DIR to that directory")
+            raise ConfigError(f"no customer-hash key in the data directory {self.data_location}: run this "
+                              "where `feedback up` ran, or set FEEDBACK_DATA_DIR (or FEEDBACK_CUSTOMER_HASH_KEY)")
         if not path.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
             tmp.write_text(secrets.token_hex(32))
             tmp.chmod(0o600)
             tmp.replace(path)
-        try:
-            return check_key(path.read_text().strip().encode(), str(path))
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-
-    def customer_keys(self) -> list[bytes]:
-        """Every customer-hash key that may have made a stored reference: the current one, then the former."""
-        return [self.customer_key(), *(k.get_secret_value().encode() for k in self.customer_hash_keys)]
+        return path.read_text().strip().encode()
 
 
 class HttpSettings(CommonSettings):
@@ -411,8 +375,22 @@ class UpSettings(HttpSettings, ProcessorSettings, SinkSettings):
 S = TypeVar("S", bound=BaseSettings)
 
 
+#: Variables that no longer do anything: read by nobody, a warning at start-up (they never fail it).
+REMOVED_VARIABLES = {
+    "FEEDBACK_TOPIC_WATCH_SECONDS": "topics are no longer watched: `feedback up` restarts the pipeline around "
+    "its embedded broker (docs/kafka.md)",
+    "FEEDBACK_CONFIRM_TOPIC_IDS": "topic ids are no longer confirmed: `feedback up` gates publishing while its "
+    "embedded broker restarts (docs/kafka.md)",
+}
+
+
 def load(cls: type[S], **overrides: Any) -> S:
     """Read and validate settings, or raise ConfigError naming each bad ``FEEDBACK_*`` variable."""
+    import warnings
+
+    for name, why in REMOVED_VARIABLES.items():
+        if name in os.environ:
+            warnings.warn(f"{name} is deprecated and ignored: {why}", FutureWarning, stacklevel=2)
     try:
         return cls(**overrides)
     except ValidationError as exc:

@@ -1,15 +1,15 @@
 """The one publisher every connector hands its records to (kafka-python, ``acks=all``).
 
 Guarantees: a publish call returns only when the broker has acknowledged every record (or raises
-:class:`~pipeline.errors.TransientError` after the producer's own retries), and only when the
-topic kept its id from before the send until after the acks (see ``_publish_confirmed``), so a
-caller may advance its checkpoint or answer ``202`` afterwards. Records are keyed by ``feedback_id``.
+:class:`~pipeline.errors.TransientError` after the producer's own retries), and, under ``feedback
+up``, only when the broker did not restart between the send and the acks (the broker gate,
+:mod:`pipeline.gate`), so a caller may advance its checkpoint or answer ``202`` afterwards. Records
+are keyed by ``feedback_id``. The first publish provisions the topics if they are missing.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -20,9 +20,10 @@ from pydantic import BaseModel
 from pipeline import metrics
 from pipeline.config import CommonSettings
 from pipeline.errors import TransientError
+from pipeline.gate import BrokerGate, GateState
 from pipeline.logging import get_logger
 from pipeline.schema import DeadLetter, FeedbackRecord
-from pipeline.topics import Topics, TopicWatch, ensure_topics
+from pipeline.topics import Topics, ensure_topics
 
 log = get_logger(__name__)
 
@@ -37,9 +38,8 @@ class Publisher:
     def __init__(self, settings: CommonSettings, client_id: str = "feedback-publisher", **producer: Any) -> None:
         self.settings = settings
         self.topics = Topics.from_settings(settings)
-        self._lock = threading.Lock()
-        # The topics' ids, read before and after every publish (see _publish_confirmed).
-        self._watch = TopicWatch(settings, self.topics.all())
+        self.gate = BrokerGate(settings.broker_gate)
+        self._provisioned = False
         options: dict[str, Any] = {
             "bootstrap_servers": settings.bootstrap,
             "client_id": client_id,
@@ -51,7 +51,7 @@ class Publisher:
             "max_block_ms": 10_000,
             "max_in_flight_requests_per_connection": 5,
             "enable_idempotence": False,
-            # Topics are created explicitly, with the configured partitions (_topic_id); a metadata
+            # Topics are created explicitly, with the configured partitions (_provision); a metadata
             # request must not auto-create one with the broker's default count.
             "allow_auto_create_topics": False,
             **settings.kafka_client_options(),
@@ -77,61 +77,46 @@ class Publisher:
 
     def publish(self, records: Sequence[FeedbackRecord], timeout: float = 30.0) -> None:
         """Send and wait until the broker acknowledged every record."""
-        self._publish_confirmed(self.topics.raw, lambda: self.send_records(records), timeout)
+        self._publish(self.topics.raw, lambda: self.send_records(records), timeout)
 
     def publish_bytes(self, topic: str, items: Sequence[tuple[bytes | None, bytes]], timeout: float = 30.0) -> None:
-        self._publish_confirmed(topic, lambda: [self._send(topic, k, v) for k, v in items], timeout)
+        self._publish(topic, lambda: [self._send(topic, k, v) for k, v in items], timeout)
 
     def dead_letter(self, letters: Sequence[DeadLetter], timeout: float = 30.0) -> None:
         """Publish dead letters (keyed by feedback id when known) and count them."""
         dlq = self.topics.dlq
-        self._publish_confirmed(dlq, lambda: [self._send(dlq, d.key_bytes(), encode(d)) for d in letters], timeout)
+        self._publish(dlq, lambda: [self._send(dlq, d.key_bytes(), encode(d)) for d in letters], timeout)
         for d in letters:
             metrics.DEAD_LETTERED.labels(d.stage, d.reason).inc()
 
-    def _publish_confirmed(self, topic: str, send: Callable[[], list[Any]], timeout: float) -> None:
-        """Send, wait for the acks, and accept them only from a broker that listed the topic throughout.
-
-        The embedded broker forgets its topics when it restarts, yet acknowledges records for a topic
-        it no longer lists (from a producer that kept its metadata across the restart); registering
-        the topic afterwards drops them. So the topic's id is read before the send (a missing topic is
-        created first) and again after the acks: the same id both times means the records went into
-        that topic. A different or missing id means the broker restarted in between, and the batch is
-        sent again (record ids are deterministic and every write downstream is idempotent, so a
-        duplicate is harmless). A real Kafka cluster never changes the id: there this costs two
-        metadata requests per batch.
-        """
-        for _attempt in range(3):
-            before = self._topic_id(topic, create=True)
-            self._wait(send(), topic, timeout)
-            after = self._topic_id(topic, create=False)
-            if after == before:
-                return
-            metrics.PUBLISH_REPEATED.labels(topic).inc()
-            log.warning("the broker lost the topic while this batch was sent (it restarted): sending it again",
-                        topic=topic, id_before=before, id_after=after)
-        raise TransientError(f"topic {topic} kept changing while publishing; the broker is restarting", retry_after=2)
-
-    def _topic_id(self, topic: str, create: bool) -> str | None:
-        topic_id = self._read_id(topic)
-        if topic_id is None and create:
+    def _publish(self, topic: str, send: Callable[[], list[Any]], timeout: float) -> None:
+        """Send, wait for the acks, and accept them only when the broker gate stayed open throughout."""
+        before = self.opened(topic)
+        if not self._provisioned:
             ensure_topics(self.settings, timeout=10.0)  # TransientError while the broker is away
-            topic_id = self._read_id(topic)
-        if topic_id is None and create:
-            raise TransientError(f"topic {topic} is missing and could not be created", retry_after=2)
-        return topic_id
+            self._provisioned = True
+        futures = send()
+        self._wait(futures, topic, timeout)
+        self.confirm(topic, before, len(futures))
+        metrics.PUBLISHED.labels(topic).inc(len(futures))
 
-    def _read_id(self, topic: str) -> str | None:
-        self._watch.add(topic)
-        for attempt in range(2):  # a second try on a new connection: the old one may predate a restart
-            try:
-                with self._lock:  # callers may share the publisher across threads; the admin client is not
-                    return self._watch.ids().get(topic)
-            except (KafkaError, OSError) as exc:
-                if attempt:
-                    metrics.PUBLISH_ERRORS.labels(topic).inc()
-                    raise TransientError(f"cannot read the topics from the broker: {exc}", retry_after=1) from exc
-        raise AssertionError("unreachable")
+    def opened(self, topic: str) -> GateState:
+        """The gate's state before a send; TransientError while it is closed (the broker restarts)."""
+        state = self.gate.read()
+        if not state.open:
+            metrics.PUBLISH_ERRORS.labels(topic).inc()
+            raise TransientError("the broker is restarting (feedback up); send again shortly", retry_after=2)
+        return state
+
+    def confirm(self, topic: str, before: GateState, count: int) -> None:
+        """After the acks: TransientError unless the gate is still in the state ``before`` (same broker start)."""
+        after = self.gate.read()
+        if after != before:
+            metrics.PUBLISH_ERRORS.labels(topic).inc(max(count, 1))
+            log.warning("the broker restarted while these records were sent: not confirmed", topic=topic,
+                        gate_before=str(before), gate_after=str(after))
+            raise TransientError("the broker restarted while these records were sent; send them again",
+                                 retry_after=2)
 
     def _wait(self, futures: list[Any], topic: str, timeout: float) -> None:
         try:
@@ -141,12 +126,12 @@ class Publisher:
         except KafkaError as exc:
             metrics.PUBLISH_ERRORS.labels(topic).inc()
             raise TransientError(f"broker did not acknowledge: {exc}", retry_after=1) from exc
-        metrics.PUBLISHED.labels(topic).inc(len(futures))
 
     async def publish_async(self, records: Sequence[FeedbackRecord], timeout: float = 10.0) -> None:
         """Async variant for the HTTP service: awaits the broker's acks without blocking the loop."""
         loop = asyncio.get_running_loop()
         topic = self.topics.raw
+        before = self.opened(topic)
         waiters: list[asyncio.Future[None]] = []
         for record in records:
             waiter: asyncio.Future[None] = loop.create_future()
@@ -159,6 +144,7 @@ class Publisher:
         except (TimeoutError, KafkaError) as exc:
             metrics.PUBLISH_ERRORS.labels(topic).inc(len(records))
             raise TransientError(f"broker did not acknowledge in {timeout}s: {exc!r}", retry_after=2) from exc
+        self.confirm(topic, before, len(records))
         metrics.PUBLISHED.labels(topic).inc(len(records))
 
     def ready(self) -> bool:
@@ -174,7 +160,7 @@ class Publisher:
                 port_open(host, int(port))
                 for host, _, port in (h.strip().rpartition(":") for h in self.settings.bootstrap.split(","))
             )
-            return reachable and bool(self._producer.partitions_for(self.topics.raw))
+            return reachable and self.gate.read().open and bool(self._producer.partitions_for(self.topics.raw))
         except Exception:  # readiness must never raise
             return False
 
@@ -184,7 +170,6 @@ class Publisher:
 
     def close(self, timeout: float = 10.0) -> None:
         """Flush and close; records the broker never acknowledged were already reported to callers."""
-        self._watch.close()
         try:
             self._producer.close(timeout=timeout)
         except KafkaError as exc:

@@ -11,8 +11,7 @@ Guarantees of :class:`SinkRunner` (at-least-once, nothing counted twice when ``w
 
 - an offset is committed only after :meth:`Sink.write` returned for the batch holding its record
   and after every dead letter of the batch (undecodable or rejected items) was acknowledged by the
-  broker; a batch read while the input reports the topic was recreated (:meth:`SinkInput.rewound`)
-  is written but not committed;
+  broker;
 - a :class:`~pipeline.errors.TransientError` from ``setup``, ``write`` or the dead-letter publish is
   retried with the :class:`~pipeline.retry.RetryPolicy` (never sooner than its ``retry_after``)
   without losing the batch; any other exception stops the runner;
@@ -40,7 +39,7 @@ from pipeline.logging import get_logger
 from pipeline.retry import Backoff, RetryPolicy
 from pipeline.schema import DeadLetter
 from pipeline.sources import Publisher
-from pipeline.topics import RecreatedTopicGuard, commit_processed, poll_through_outage
+from pipeline.topics import commit_processed, poll_through_outage
 
 log = get_logger(__name__)
 
@@ -72,10 +71,6 @@ class SinkInput(Protocol):
 
     def commit(self, batch: Sequence[Message]) -> str | None:
         """Commit past every message of ``batch``; None, or why the commit failed (redelivery follows)."""
-        ...
-
-    def rewound(self) -> bool:
-        """True when the offsets of the batch just polled must not be committed (topic recreated)."""
         ...
 
     def close(self) -> None: ...
@@ -153,9 +148,8 @@ class SinkRunner(Generic[T]):
             self.health.ready = True
             while not self._stop.is_set():
                 batch = self._collect()
-                rewound = self.input.rewound()
                 if batch:
-                    self.handle(batch, commit=not rewound)
+                    self.handle(batch)
                 self.sink.tick()
         finally:
             self.health.ready = False
@@ -236,8 +230,8 @@ class KafkaInput:
     """A :class:`SinkInput` on a kafka-python consumer group (manual commits, earliest offset).
 
     Guarantees: a broker that cannot be reached is answered as an empty poll (the runner keeps
-    going); a topic the embedded broker recreated is read again from its beginning and reported by
-    :meth:`rewound` (see :class:`~pipeline.topics.RecreatedTopicGuard`).
+    going). A broker that restarts empty (the embedded one) is not handled here: ``feedback up``
+    restarts the sinks after it (:mod:`pipeline.supervisor`).
     """
 
     def __init__(self, settings: CommonSettings, topic: str, group_id: str, client_id: str,
@@ -248,7 +242,6 @@ class KafkaInput:
             max_poll_records=max_poll_records, session_timeout_ms=6000, heartbeat_interval_ms=1000,
             max_poll_interval_ms=300_000, **settings.kafka_client_options(),
         )
-        self.guard = RecreatedTopicGuard(settings, self.consumer, [topic])
 
     def poll(self, timeout_ms: int, max_records: int) -> list[Message]:
         polled = poll_through_outage(self.consumer, timeout_ms=timeout_ms, max_records=max_records)
@@ -257,11 +250,7 @@ class KafkaInput:
     def commit(self, batch: Sequence[Message]) -> str | None:
         return commit_processed(self.consumer, list(batch))
 
-    def rewound(self) -> bool:
-        return self.guard.rewound()
-
     def close(self) -> None:
-        self.guard.close()
         self.consumer.close(autocommit=False)
 
 

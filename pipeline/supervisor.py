@@ -4,6 +4,14 @@ Guarantees: a child that dies is restarted with exponential backoff; on SIGINT/S
 is stopped (SIGTERM, then SIGKILL after a grace period) before the supervisor exits; children are
 in their own sessions and get SIGTERM from the kernel if the supervisor itself is killed, so no
 process is left orphaned.
+
+The broker it runs is handled by rule (the embedded Tansu broker comes back empty): when it dies,
+the broker gate (:mod:`pipeline.gate`) closes at once, every child but the HTTP service stops, the
+broker starts again, the topics are provisioned, the gate opens on the new broker start and the
+stopped children start again (connectors resume from their saved cursors; the processor and the
+sinks read the new topics from their beginning). The HTTP service stays up and answers ``503`` with
+``Retry-After`` meanwhile: its publisher refuses to send while the gate is closed, and accepts acks
+only when the gate did not move between the send and the acks.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from pipeline import broker, plugins
 from pipeline.broker import die_with_parent as _die_with_parent
 from pipeline.config import UpSettings
 from pipeline.errors import ConfigError
+from pipeline.gate import BrokerGate, GateState
 from pipeline.logging import get_logger
 from pipeline.topics import ensure_topics
 
@@ -28,6 +37,9 @@ log = get_logger(__name__)
 GRACE_SECONDS = 15.0
 CONFIG_ERROR_EXIT = 2  # what every component exits with on a ConfigError (pipeline.cli.main)
 HEALTHY_AFTER = 60.0
+#: Children that stay up while the broker restarts: they publish only through the broker gate, and
+#: answer their clients 503 + Retry-After meanwhile instead of refusing connections.
+GATED = frozenset({"http"})
 
 
 @dataclass
@@ -67,9 +79,10 @@ class Supervisor:
             log.warning("FEEDBACK_METRICS_PORT is ignored under feedback up; set FEEDBACK_PROCESSOR_METRICS_PORT, "
                         "FEEDBACK_SINK_METRICS_PORT, FEEDBACK_ALERT_METRICS_PORT to move the children's ports")
         self.env.setdefault("FEEDBACK_LOG_FORMAT", "json" if settings.log_format == "json" else "console")
-        if with_broker and settings.embedded_broker == "tansu":
-            # it forgets its topics when it restarts: the HTTP service confirms them (see config)
-            self.env.setdefault("FEEDBACK_CONFIRM_TOPIC_IDS", "true")
+        self.gate = BrokerGate(settings.data_dir.resolve() / "broker.gate" if with_broker else None)
+        self._broker_starts = 0
+        if self.gate.path is not None:
+            self.env["FEEDBACK_BROKER_GATE"] = str(self.gate.path)
         me = [sys.executable, "-m", "pipeline"]
         self.children: list[Child] = []
         if with_broker:
@@ -162,6 +175,8 @@ class Supervisor:
             timeout = 120.0 if self.settings.embedded_broker == "kafka" else 20.0  # a JVM starts slower
             broker.wait_ready("127.0.0.1", self.settings.embedded_broker_port, timeout=timeout, proc=child.proc)
             ensure_topics(self.settings)
+            self._broker_starts += 1
+            self.gate.write(GateState(open=True, epoch=self._broker_starts))  # publishers may send again
 
     def _watch(self) -> None:
         now = time.monotonic()
@@ -192,6 +207,7 @@ class Supervisor:
                           "feedback up", child=child.name, code=code)
                 continue
             if child.name == "broker":
+                self.gate.write(GateState(open=False, epoch=self._broker_starts))  # first: no ack counts now
                 self._restart_around_broker(code)
                 return
             log.warning("child exited; restarting", child=child.name, code=code,
@@ -202,21 +218,25 @@ class Supervisor:
         return any(c.name == "broker" and (c.proc is None or c.proc.poll() is not None) for c in self.children)
 
     def _restart_around_broker(self, code: int | None) -> None:
-        """The broker died. By rule, not by workarounds in the data path: stop every other child, then
-        start the broker again, provision the topics, and start the others in their order (the loop in
-        :meth:`_watch` does both, broker first). The embedded Tansu broker comes back empty; clients that
-        kept running could otherwise publish into topics it auto-creates, or wait on offsets it forgot."""
-        log.warning("broker exited; stopping the other children to restart them after it", code=code)
-        self._stop_children([c for c in self.children if c.name != "broker"])
+        """The broker died (the gate is closed already). By rule, not by workarounds in the data path: stop
+        every other child but the gated ones, then start the broker again, provision the topics, open the
+        gate, and start the others in their order (the loop in :meth:`_watch` does both, broker first). The
+        embedded Tansu broker comes back empty; consumers that kept running would wait on offsets it
+        forgot, and producers could publish into topics it no longer lists (it acknowledges, then drops)."""
+        log.warning("broker exited; stopping the other children to restart them after it", code=code,
+                    staying_up=sorted(GATED & {c.name for c in self.children}))
+        restarted = [c for c in self.children if c.name != "broker" and c.name not in GATED]
+        self._stop_children(restarted)
         now = time.monotonic()
-        for other in self.children:
-            if other.name != "broker":
-                other.proc = None
-                other.next_start = now
+        for other in restarted:
+            other.proc = None
+            other.next_start = now
 
     def stop_all(self) -> None:
         """Stop in reverse start order: HTTP first, the broker last; SIGKILL after the grace period."""
         self._stop_children(self.children)
+        if self.gate.path is not None:
+            self.gate.path.unlink(missing_ok=True)
 
     @staticmethod
     def _stop_children(children: list[Child]) -> None:

@@ -125,7 +125,6 @@ class ListInput:
         self.messages = [ListMessage(v, topic, 0, i) for i, v in enumerate(values)]
         self.position = 0
         self.commits: list[int] = []
-        self.rewind_next = False
         self.closed = False
         self.events = events if events is not None else []
         self.on_empty = on_empty  # e.g. the runner's stop, once everything was read and committed
@@ -147,10 +146,6 @@ class ListInput:
         self.commits.append(max(m.offset for m in batch))
         self.events.append(f"commit:{self.commits[-1]}")
         return None
-
-    def rewound(self) -> bool:
-        rewound, self.rewind_next = self.rewind_next, False
-        return rewound
 
     def close(self) -> None:
         self.closed = True

@@ -19,15 +19,13 @@ from pipeline.errors import RecordError
 from pipeline.kafka_security import client_options
 from pipeline.logging import get_logger
 from pipeline.schema import DeadLetter
-from pipeline.topics import Topics, TopicWatch
+from pipeline.topics import Topics
 from processors.enrich import Enricher, RecentSet, content_hash, parse_raw
 from processors.taxonomy import Taxonomy
 
 log = get_logger(__name__)
 
 APP_ID = "feedback-processor"
-#: How long a recreated topic waits for this worker to hold one of its partitions to rewind (seconds).
-PENDING_REWIND_SECONDS = 120.0
 
 
 def faust_credentials(settings: ProcessorSettings) -> Any:
@@ -82,76 +80,8 @@ def create_app(settings: ProcessorSettings) -> faust.App:
             metrics.BATCH_SIZE.labels("processor").observe(len(batch))
 
     from processors.signals import register as register_signals  # degrading signals (issue 6)
-    from processors.signals.agent import SignalTopicNames
-    runner = register_signals(app, settings, topics)
-
-    signal_names = SignalTopicNames.of(topics)
-    # Only the signal agents' own single-partition topics are re-created here (see TopicWatch).
-    watch = TopicWatch(settings, [topics.raw, topics.enriched],
-                       provision={signal_names.observations: 1, signal_names.checkpoints: 1})
-    # The ids the consumer starts on, read before it starts: a broker that restarts before the first
-    # tick is then noticed at that tick. Without them the first tick took the recreated topics' ids
-    # as the originals and nothing was rewound (records below the old positions were skipped).
-    watch.check()
-
-    pending: dict[str, float] = {}  # recreated topic -> when it was noticed (kept until rewound)
-    watching = {"watch": watch}
-
-    @app.timer(interval=settings.topic_watch_seconds)
-    async def rewind_recreated_topics() -> None:
-        """A topic recreated under us (the broker restarted empty) is re-read from offset 0 (see TopicWatch).
-
-        Never during a rebalance: faust runs its rebalance callbacks on the consumer thread too, and a
-        seek of partitions that are being revoked would stall it; the rewind waits for the next tick.
-        A tick never raises and never waits long: an exception would end faust's timer for good, and
-        a hung check would stop the rewinds, either way leaving the processor at its old positions."""
-        current = watching["watch"]
-        try:
-            changed = await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(None, current.check),
-                                             timeout=max(10.0, 5 * settings.topic_watch_seconds))
-        except TimeoutError:
-            log.warning("topic watch check timed out: starting a new one (the ids seen so far are kept)")
-            watching["watch"] = current.renewed()
-            return
-        except Exception:
-            log.exception("topic watch check failed; trying again at the next tick")
-            return
-        now = time.monotonic()
-        for topic in changed:
-            pending.setdefault(topic, now)
-        if pending and not app.rebalancing:
-            rewound = await rewind(app.consumer, set(pending), on_rewound=runner.on_revoked)
-            for topic in {tp.topic for tp in rewound}:
-                del pending[topic]
-            # A topic none of whose partitions this worker holds (between a revoke and the next
-            # assignment, or more workers than partitions) waits for a later tick, for a while: its
-            # next owner starts from the offsets committed on the recreated topic.
-            for topic, noticed in list(pending.items()):
-                if now - noticed > PENDING_REWIND_SECONDS:
-                    log.warning("recreated topic not rewound: this worker holds none of its partitions", topic=topic)
-                    del pending[topic]
-
+    register_signals(app, settings, topics)
     return app
-
-
-async def rewind(consumer: Any, changed: set[str], on_rewound: Any = None) -> set[Any]:
-    """Seek faust's consumer to offset 0 on its partitions of the ``changed`` topics and forget what it
-    remembers of them: the read offset (below which faust drops messages), the acked and committed
-    offsets (so the commits may go back to the new topic's offsets) and the gaps; faust forgets the same
-    on a revoke."""
-    tps = {tp for tp in consumer.assignment() if tp.topic in changed}
-    if not tps:
-        return tps
-    for attr in ("_gap", "_acked", "_acked_index", "_read_offset", "_committed_offset"):
-        remembered = getattr(consumer, attr, None)
-        if remembered is not None:
-            for tp in tps:
-                remembered.pop(tp, None)
-    if on_rewound is not None:
-        on_rewound(tps)  # the signal windows rebuild their state from the recreated topic
-    await consumer.seek_wait({tp: 0 for tp in tps})
-    log.warning("rewound recreated topics to offset 0", partitions=sorted(f"{tp.topic}/{tp.partition}" for tp in tps))
-    return tps
 
 
 def process_one(

@@ -21,7 +21,6 @@ from sqlalchemy.exc import DBAPIError
 from pipeline.broker import free_port, port_open
 from pipeline.schema import DeadLetter
 from pipeline.supervisor import _die_with_parent
-from tests.conftest import TEST_CUSTOMER_KEY
 
 COMPONENTS = {
     "http": ["serve-http"],
@@ -57,7 +56,6 @@ class Pipeline:
             "FEEDBACK_KAFKA_BOOTSTRAP": bootstrap,
             "FEEDBACK_TOPIC_PREFIX": self.prefix,
             "FEEDBACK_TOPIC_PARTITIONS": "4",
-            "FEEDBACK_CONFIRM_TOPIC_IDS": "true",  # the embedded broker, as `feedback up` runs it
             "FEEDBACK_WAREHOUSE_URL": warehouse_url,
             "FEEDBACK_DATA_DIR": str(workdir),
             "FEEDBACK_HTTP_PORT": str(self.http_port),
@@ -65,7 +63,7 @@ class Pipeline:
             "FEEDBACK_SINK_METRICS_PORT": str(self.ports["sink"]),
             "FEEDBACK_ALERT_METRICS_PORT": str(self.ports["alerts"]),
             "FEEDBACK_LOG_FORMAT": "json",
-            "FEEDBACK_CUSTOMER_HASH_KEY": TEST_CUSTOMER_KEY,
+            "FEEDBACK_CUSTOMER_HASH_KEY": "test-key",
         }
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.url = f"http://127.0.0.1:{self.http_port}"

@@ -28,7 +28,7 @@ from pipeline.state import SqlStateStore
 from sinks.warehouse.db import make_engine, migrate
 from tests.bench import email_samples as samples
 from tests.bench.email_samples import wire
-from tests.conftest import TEST_CUSTOMER_KEY, require
+from tests.conftest import require
 from tests.integration import dovecot as dv
 from tests.integration.harness import Pipeline, wait_for
 
@@ -224,7 +224,7 @@ def _settings(server: dv.Dovecot, user: str, tmp: Path, **kw: object) -> EmailSe
     base: dict[str, object] = {
         "imap_host": "127.0.0.1", "imap_port": server.imaps_port, "imap_security": "ssl",
         "imap_ca_file": server.cafile, "imap_user": user, "imap_password": server.users[user],
-        "data_dir": tmp, "customer_hash_key": TEST_CUSTOMER_KEY, "warehouse_url": f"sqlite:///{tmp / 'state.db'}",
+        "data_dir": tmp, "customer_hash_key": "k", "warehouse_url": f"sqlite:///{tmp / 'state.db'}",
     }
     base.update(kw)
     return EmailSettings(**base)  # type: ignore[arg-type]

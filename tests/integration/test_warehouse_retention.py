@@ -18,12 +18,11 @@ from sqlalchemy import Engine, String, Text, inspect, text
 
 from pipeline.schema import Aspect, CategoryTag, EnrichedFeedback, Sentiment, customer_ref
 from sinks.warehouse.writer import WarehouseWriter
-from tests.conftest import TEST_CUSTOMER_KEY
 from tests.integration.warehouse_data import DIALECTS, fresh_engine, populate, run_cli
 
 pytestmark = pytest.mark.integration
 
-KEY = TEST_CUSTOMER_KEY
+KEY = "retention-test-key"
 EMAIL = "Erase.Me@Example.org"
 
 
