@@ -12,9 +12,9 @@ import hashlib
 import hmac
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -46,6 +46,11 @@ MAX_ORIGINAL_CHARS = 256 * 1024
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+#: How far after its receipt a record's event_time may lie (clock skew between systems); the HTTP edge
+#: answers 422 past it and the processor dead-letters (:func:`bounded_event_time`): never clamped.
+MAX_FUTURE_EVENT = timedelta(minutes=5)
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -230,6 +235,25 @@ class FeedbackRecord(_Model):
         change of a support ticket. It updates the warehouse's ``tickets`` table only; it is not
         customer feedback, so it gets no ``feedback`` row and must not count in feedback signals."""
         return self.source == "ticket" and self.attributes.get("ticket_event") == TICKET_STATE_EVENT
+
+
+_R = TypeVar("_R", bound="FeedbackRecord")
+
+
+def bounded_event_time(record: _R, now: datetime | None = None) -> _R:
+    """``record``, or RecordError ``event_time_in_future`` when its event_time lies more than
+    :data:`MAX_FUTURE_EVENT` after its ``received_at`` or after ``now`` (the checker's clock: a producer
+    writing straight to the raw topic sets ``received_at`` itself). Such a record would move the signal
+    watermark forward (current feedback would count as late) and escape the purge: it is refused,
+    never clamped."""
+    from pipeline.errors import RecordError
+
+    limit = min(record.received_at, now or utcnow()) + MAX_FUTURE_EVENT
+    if record.event_time > limit:
+        raise RecordError("event_time_in_future", f"event_time {record.event_time.isoformat()} is more than "
+                          f"{int(MAX_FUTURE_EVENT.total_seconds())} s after its receipt "
+                          f"{min(record.received_at, now or utcnow()).isoformat()}")
+    return record
 
 
 #: ``attributes.ticket_event`` of a ticket-state record (see :attr:`FeedbackRecord.is_ticket_state`).

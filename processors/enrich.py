@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from pipeline import metrics
 from pipeline.errors import RecordError
-from pipeline.schema import EnrichedFeedback, FeedbackRecord, nps_class
+from pipeline.schema import EnrichedFeedback, FeedbackRecord, bounded_event_time, nps_class
 from processors import aspects as aspect_builder
 from processors import language
 from processors.categories_model import ActiveCategoryModel, CategoryModel
@@ -49,7 +49,7 @@ def parse_raw(value: bytes) -> FeedbackRecord:
     if not isinstance(data, dict):
         raise RecordError("not_an_object", f"expected a JSON object, got {type(data).__name__}")
     try:
-        return FeedbackRecord.model_validate(data)
+        return bounded_event_time(FeedbackRecord.model_validate(data))  # far-future event_time: dead letter
     except ValidationError as exc:
         raise RecordError("schema_violation", _summarize(exc)) from exc
 
