@@ -28,12 +28,11 @@ Measured false-alarm and delay figures: ``docs/operations.md`` (``tests/bench/al
 
 from __future__ import annotations
 
-import bisect
 import math
-import weakref
 from dataclasses import dataclass, replace
 from typing import Any
 
+from sinks.alerts.charts import CHARTS, ChartConfig, prefix, score_step, window_span
 from sinks.alerts.detector import DAY, SIGNALS, Detection, DetectorConfig, History, WindowStats, evaluate
 
 SIGNAL = "negative_share"
@@ -62,61 +61,15 @@ class Baseline:
     windows: int
 
 
-def _run_since(hist: History) -> float | None:
-    start = hist.carry(SIGNAL).get("run_start")
-    return float(start) if start is not None else None
-
-
-class _Prefix:
-    """Running sums over a history's windows (in-control and out-of-control apart), for O(log n) baselines."""
-
-    def __init__(self) -> None:
-        self.starts: list[float] = []
-        # per kind (0: in control, 1: out): cumulative windows, responses, negatives, sum of x^2/n
-        self.cum: tuple[list[list[float]], list[list[float]]] = ([[0.0] * 4], [[0.0] * 4])
-
-    def sync(self, hist: History) -> None:
-        last = self.starts[-1] if self.starts else -math.inf
-        i = bisect.bisect_right(hist.order, last)
-        for start in hist.order[i:]:
-            e = hist.items[start]
-            n, x = e.stats.sentiment_n, e.stats.negative
-            out = e.detection.get(SIGNAL, {}).get("state") == "out"
-            add = (1.0, float(n), float(x), x * x / n) if n else (0.0, 0.0, 0.0, 0.0)
-            for kind in (0, 1):
-                row = self.cum[kind][-1]
-                inc = add if kind == out else (0.0, 0.0, 0.0, 0.0)
-                self.cum[kind].append([a + b for a, b in zip(row, inc, strict=True)])
-            self.starts.append(start)
-
-    def sums(self, kind: int, lo: float, hi: float) -> list[float]:
-        """Windows, responses, negatives and sum of x^2/n of one kind with ``lo <= start < hi``."""
-        a, b = bisect.bisect_left(self.starts, lo), bisect.bisect_left(self.starts, hi)
-        return [y - z for y, z in zip(self.cum[kind][b], self.cum[kind][a], strict=True)]
-
-
-_PREFIXES: weakref.WeakKeyDictionary[History, _Prefix] = weakref.WeakKeyDictionary()
-
-
-def _prefix(hist: History) -> _Prefix:
-    pre = _PREFIXES.get(hist)
-    if pre is None or (hist.order and pre.starts and hist.order[0] > pre.starts[0] + 60 * DAY):
-        pre = _PREFIXES[hist] = _Prefix()  # rebuilt now and then, so trimmed windows are let go
-    pre.sync(hist)
-    return pre
+def _bernoulli(w: WindowStats) -> tuple[float, ...]:
+    n, x = w.sentiment_n, w.negative
+    return (1.0, float(n), float(x), x * x / n) if n else (0.0, 0.0, 0.0, 0.0)
 
 
 def baseline(current: WindowStats, hist: History, cfg: CusumConfig) -> Baseline | None:
     """The scope's pooled negative share before ``current`` (see the module docstring), or None."""
-    since = current.start - cfg.baseline_days * DAY
-    pre = _prefix(hist)
-    run = _run_since(hist)
-    inside, outs = pre.sums(0, since, current.start), pre.sums(1, since, current.start)
-    if outs[0] * 2 > outs[0] + inside[0]:  # out for most of the span: the new normal
-        k, n, x, x2n = outs
-    else:
-        k, n, x, x2n = pre.sums(0, since, min(current.start, run if run is not None else math.inf))
-    first = pre.starts[bisect.bisect_left(pre.starts, since)] if pre.starts and pre.starts[-1] >= since else None
+    pre = prefix(hist, SIGNAL, _bernoulli, 4)
+    (k, n, x, x2n), first = window_span(pre, hist, SIGNAL, current, cfg.baseline_days)
     if n < cfg.min_baseline or first is None or current.start - first < cfg.min_span_days * DAY:
         return None
     p = (x + 0.5) / (n + 1)
@@ -161,7 +114,7 @@ def combine(classic: Detection, count: Detection) -> Detection:
     """One verdict: out when the Shewhart limit or the count chart is out (the EWMA only while the
     count chart cannot judge yet); the count chart's state carries on in any case."""
     carry: dict[str, Any] = {k: getattr(count, k) for k in ("cusum", "cusum_limit", "p0", "run_start", "run_n",
-                                                            "run_neg")}
+                                                            "run_neg", "run_sum")}
     if classic.state == "out" and classic.rule == "ewma" and count.state in ("in", "out"):
         # Persistent shifts are the count chart's: the EWMA on hourly z-scores took a day of slightly
         # higher share (extra-binomial day-to-day wobble) for a shift, 1.5 times a scope-month at
@@ -170,8 +123,9 @@ def combine(classic: Detection, count: Detection) -> Detection:
     if classic.state == "out":
         return replace(classic, **carry)
     if count.state == "out":
-        # the alert's figures: the run's share against the baseline, over the run's responses
-        share = (count.run_neg or 0) / count.run_n if count.run_n else count.value
+        # the alert's figures: the run's share (or mean score) against the baseline, over the run's responses
+        total = count.run_sum if count.run_sum is not None else count.run_neg or 0
+        share = total / count.run_n if count.run_n else count.value
         return replace(count, value=share, sample_size=count.run_n or count.sample_size, ewma=classic.ewma)
     if classic.state in ("in", "off") or count.state != "in":
         return replace(classic, **carry)
@@ -179,10 +133,15 @@ def combine(classic: Detection, count: Detection) -> Detection:
 
 
 def judge_window(current: WindowStats, hist: History, cfg: DetectorConfig,
-                 ccfg: CusumConfig | None = None) -> dict[str, Detection]:
-    """Every signal of one window, the negative share judged by both the SPC charts and the count chart."""
+                 ccfg: CusumConfig | None = None, scfg: ChartConfig | None = None) -> dict[str, Detection]:
+    """Every signal of one window: the negative share, NPS, CSAT and mean sentiment judged by both the SPC
+    charts and a count chart (the Bernoulli CUSUM here, the score CUSUMs of :mod:`sinks.alerts.charts`)."""
     out = {s: evaluate(s, current, hist, cfg) for s in SIGNALS}
     level = cfg.sensitivity.get(SIGNAL, "normal")
     if level != "off":
         out[SIGNAL] = combine(out[SIGNAL], step(current, hist, ccfg or CusumConfig(), H_BY_LEVEL[level]))
+    for signal in CHARTS:
+        level = cfg.sensitivity.get(signal, "normal")
+        if level != "off":
+            out[signal] = combine(out[signal], score_step(signal, current, hist, H_BY_LEVEL[level], scfg))
     return out
