@@ -192,10 +192,10 @@ def test_vader_token_table_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     """The per-token table (stripped word, lower case, valence, flags) is emptied when full."""
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-    import processors.sentiment as sentiment
+    import processors.sentiment_lexicons as lexicons
 
-    monkeypatch.setattr(sentiment, "_TOKEN_CACHE_MAX", 5)
-    stock, mine = SentimentIntensityAnalyzer(), sentiment._Vader()
+    monkeypatch.setattr(lexicons, "_TOKEN_CACHE_MAX", 5)
+    stock, mine = SentimentIntensityAnalyzer(), lexicons._Vader()
     for text in ("Not bad at all, really GOOD!", "The app is great but support is awful.", "no good"):
         assert mine.polarity_scores(text) == stock.polarity_scores(text)
         assert len(mine._tokens) <= 5
