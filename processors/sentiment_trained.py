@@ -74,17 +74,20 @@ class TrainedAnalyzer(Analyzer):
         self._index = [model.classes.index(c) if c in model.classes else -1 for c in CLASSES]
         self._identity = self._index == [0, 1, 2]
 
-    def _one(self, text: str) -> Scores:
-        p = self.model.probabilities(text)
+    def _result(self, p: Sequence[float]) -> Scores:
         if self._identity:
             return result_from_probs(p, self.name, self.version)
         return result_from_probs([p[i] if i >= 0 else 0.0 for i in self._index], self.name, self.version)
 
+    def _one(self, text: str) -> Scores:
+        return self._result(self.model.probabilities(text))
+
     def scores(self, text: str, sentences: Sequence[str]) -> tuple[Scores, list[Scores]]:
-        per = [self._one(s) for s in sentences]
-        if len(per) == 1 and sentences[0] == text:
+        if len(sentences) == 1 and sentences[0] == text:
+            per = [self._one(text)]
             return per[0], per
-        return self._one(text), per
+        overall, parts = self.model.probabilities_with_parts(text, sentences)  # one pass over the words
+        return self._result(overall), [self._result(p) for p in parts]
 
 
 def result_from_probs(probs: Sequence[float], analyzer: str, model: str) -> Scores:

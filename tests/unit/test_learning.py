@@ -101,6 +101,25 @@ def test_scoring_equals_scikit_learn_on_the_same_features() -> None:
         assert model.probabilities(text) == pytest.approx(list(row), abs=1e-9)
 
 
+def test_a_text_and_its_sentences_in_one_pass_equal_scoring_each_alone() -> None:
+    """The trained analyzer scores a text and its sentences in one pass over the words (the text's sums
+    are its sentences' plus the pairs across boundaries): the same probabilities as one call each."""
+    from processors.sentences import split_sentences
+
+    rows = shop_rows(60)
+    model = linear.fit([r.text for r in rows], [r.label for r in rows])
+    texts = ["The app was ace. The refund was naff!", "Great courier :) but the box was crushed. Why?",
+             "Das Paket war pünktlich. Sehr gut.", "ok", "One. . Two"]
+    for text in texts:
+        sentences = split_sentences(text) or [text]
+        whole, per = model.probabilities_with_parts(text, sentences)
+        assert whole == pytest.approx(model.probabilities(text), abs=1e-12)
+        assert per == [pytest.approx(model.probabilities(s), abs=1e-12) for s in sentences]
+    # parts whose words are not the text's: scored one by one, still right
+    whole, per = model.probabilities_with_parts("the app was ace", ["refund naff"])
+    assert whole == model.probabilities("the app was ace") and per == [model.probabilities("refund naff")]
+
+
 def test_saved_model_round_trip_and_corrupt_files(tmp_path: Path) -> None:
     rows = shop_rows(40)
     model = linear.fit([r.text for r in rows], [r.label for r in rows])
