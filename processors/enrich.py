@@ -227,6 +227,7 @@ class Enricher:
                 a.sentiment.pop("_p", None)
         data = record.__dict__.copy()  # its validated fields (extra="forbid": nothing else); validated again below
         counts = a.redactions
+        self.redactor.redact_fields(data, counts)  # product, channel, thread_ref, tags (processors/redact.py)
         if record.attributes:
             attributes, attr_counts = self.redactor.redact_many(record.attributes)
             data["attributes"] = attributes
@@ -260,6 +261,7 @@ class Enricher:
             data["attributes"], counts = self.redactor.redact_many(record.attributes)
         else:
             counts = {}
+        self.redactor.redact_fields(data, counts)  # product, channel, thread_ref, tags (processors/redact.py)
         subject = self.redactor.redact(record.subject) if record.subject else None
         if subject is not None:
             for k, n in subject.counts.items():

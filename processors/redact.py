@@ -18,6 +18,7 @@ import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import phonenumbers
 from stdnum import iban as stdnum_iban
@@ -90,19 +91,41 @@ class Redactor:
     def redact_many(self, values: Mapping[str, object]) -> tuple[dict[str, object], dict[str, int]]:
         """Redact the string values of a mapping (attributes); returns it and the counts.
 
-        Identifiers of the source system (keys ending in ``id``/``_ref``, e.g. a Zendesk ``group_id``
-        of 12 digits) are kept: they look like phone numbers but name a ticket or a group, not a person.
+        Identifiers of the source system (keys ending in ``id``/``_ref``) go through
+        :meth:`redact_identifier`: the parts made only of digits (a Zendesk ``group_id`` of 12 digits looks
+        like a phone number but names a group) are kept, anything else is redacted like text.
         """
         out: dict[str, object] = {}
         counts: dict[str, int] = {}
         for key, value in values.items():
-            if isinstance(value, str) and not _IDENTIFIER_KEY.search(key):
-                r = self.redact(value)
-                value = r.text
-                for k, n in r.counts.items():
-                    counts[k] = counts.get(k, 0) + n
+            if isinstance(value, str):
+                value = (self.redact_identifier if _IDENTIFIER_KEY.search(key) else self._text)(value, counts)
             out[key] = value
         return out, counts
+
+    def redact_identifier(self, value: str, counts: dict[str, int]) -> str:
+        """An identifier (``zendesk:ticket:360001234567``, a group id): its ``:``-separated parts made
+        only of digits are kept (ids, not phone numbers), the other parts are redacted like text."""
+        return ":".join(part if part.isdigit() else self._text(part, counts) for part in value.split(":"))
+
+    def redact_fields(self, data: dict[str, Any], counts: dict[str, int]) -> None:
+        """Redact a record's structured fields in ``data`` (a record's fields, changed in place) and
+        add what was found to ``counts``: ``product``, ``channel`` and ``tags`` like text, ``thread_ref`` as
+        an identifier (:meth:`redact_identifier`); attributes are :meth:`redact_many`'s. Every source
+        passes here (the processor's enrichment), so no connector has to get it right."""
+        for name in ("product", "channel"):
+            if isinstance(data.get(name), str):
+                data[name] = self._text(data[name], counts)
+        if isinstance(data.get("thread_ref"), str):
+            data["thread_ref"] = self.redact_identifier(data["thread_ref"], counts)
+        if data.get("tags"):
+            data["tags"] = [self._text(t, counts) for t in data["tags"]]
+
+    def _text(self, value: str, counts: dict[str, int]) -> str:
+        r = self.redact(value)
+        for kind, n in r.counts.items():
+            counts[kind] = counts.get(kind, 0) + n
+        return r.text
 
     @staticmethod
     def _sub(pattern: re.Pattern[str], text: str, kind: str, counts: dict[str, int],

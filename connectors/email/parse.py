@@ -187,13 +187,26 @@ def addresses(msg: EmailMessage, name: str) -> list[str]:
 
 
 def thread_ref(msg: EmailMessage, own_ref: str) -> str:
-    """The conversation: the first message of References, else In-Reply-To, else this message."""
+    """The conversation: the first message of References, else In-Reply-To, else this message; as
+    ``msg:`` and 32 hex digits of its SHA-256 (a Message-ID often ends in a sender's address or host,
+    which the processor would redact, merging every thread into one)."""
+    root = own_ref
     for name in ("References", "In-Reply-To"):
         value = header(msg, name)
         ids = _ANGLE_ID.findall(value) if value else []
         if ids and len(ids[0]) <= 500:
-            return str(ids[0])
-    return own_ref
+            root = str(ids[0])
+            break
+    return "msg:" + hashlib.sha256(root.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+
+def mailbox_channel(configured: str | None) -> str | None:
+    """The record's channel: the mailbox the connector reads (its configured account or ``--channel``),
+    never a header of the message (a ``To:`` may name anyone); of an address only its local part
+    (``support@shop.example`` -> ``support``), lower-cased."""
+    if not configured:
+        return None
+    return configured.split("@", 1)[0].strip().lower() if "@" in configured else configured.strip()
 
 
 def classify(msg: EmailMessage, skip_lists: bool = True) -> tuple[str, str] | None:
@@ -364,13 +377,12 @@ def _record(msg: EmailMessage, size: int, source_ref: str, options: ParseOptions
     for key, value in extra.items():
         attributes[key] = value[:1000] if isinstance(value, str) else value
     sender = addresses(msg, "From")
-    mailbox = (addresses(msg, "Delivered-To") or addresses(msg, "X-Original-To") or addresses(msg, "To"))
     subject = header(msg, "Subject", decoded=True)
     language = (header(msg, "Content-Language") or "").split(",")[0].strip()
     return FeedbackRecord(
         source=SOURCE,
         source_ref=source_ref,
-        channel=(mailbox[0] if mailbox else channel or None),
+        channel=mailbox_channel(channel),
         thread_ref=thread_ref(msg, source_ref),
         customer_ref=customer_ref(sender[0], options.customer_key) if sender else None,
         subject=subject[:1000] if subject else None,

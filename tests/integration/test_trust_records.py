@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from kafka import KafkaProducer
 
@@ -49,3 +50,27 @@ def test_a_far_future_event_time_is_dead_lettered_by_the_processor(pipeline: Pip
     assert p.count(f"source_ref IN ('{run}-future', '{run}-both')") == 0
     assert wait_for(lambda: p.metric("processor", "feedback_dead_lettered_total", stage="processor",
                                      reason="event_time_in_future") >= before + 2, 30, what="counter")
+
+
+def test_pii_in_structured_fields_is_redacted_before_the_warehouse(pipeline: Pipeline) -> None:
+    """A client that puts an address or a phone number in product, channel, thread_ref, tags or an id-like
+    attribute finds placeholders in the warehouse; ids made only of digits stay."""
+    p, run = pipeline, uuid.uuid4().hex[:8]
+    attributes = {"customer_id": "ann@example.org", "group_id": "360001234567", "note": "ring +44 20 7946 0958"}
+    record = {"source_ref": f"{run}-pii", "text": "The kettle leaks", "product": "kettle for ann@example.org",
+              "channel": "+44 20 7946 0958", "thread_ref": "crm:ann@example.org", "tags": ["vip", "bob@example.com"],
+              "attributes": attributes}
+    r = httpx.post(f"{p.url}/v1/events", json=record, timeout=30)
+    assert r.status_code == 202, r.text
+    wait_for(lambda: p.count(f"source_ref = '{run}-pii'") == 1, 90, what="the record stored")
+    row = p.rows(f"source_ref = '{run}-pii'")[0]
+    stored = json.dumps({k: v for k, v in row.items() if k != "source_ref"}, default=str)
+    for secret in ("ann@example.org", "bob@example.com", "7946 0958"):
+        assert secret not in stored, f"{secret} reached the warehouse: {stored}"
+    assert row["product"] == "kettle for [EMAIL]" and row["channel"] == "[PHONE]"
+    assert row["thread_ref"] == "crm:[EMAIL]"
+    tags = row["tags"] if isinstance(row["tags"], list) else json.loads(row["tags"])
+    attributes = row["attributes"] if isinstance(row["attributes"], dict) else json.loads(row["attributes"])
+    assert tags == ["vip", "[EMAIL]"]
+    assert attributes["customer_id"] == "[EMAIL]" and attributes["group_id"] == "360001234567"
+    assert attributes["note"] == "ring [PHONE]"

@@ -84,11 +84,30 @@ def test_regions_are_checked() -> None:
     assert us.redact("+44 20 7946 0958").text == "[PHONE]"
 
 
-def test_source_system_identifiers_in_attributes_are_kept(redactor: Redactor) -> None:
+def test_source_system_identifiers_made_of_digits_are_kept(redactor: Redactor) -> None:
     attrs, counts = redactor.redact_many({"group_id": "360001234567", "ticket_id": "+4915112345678",
-                                          "requester_phone": "+49 151 12345678", "status": "open"})
-    assert attrs["group_id"] == "360001234567" and attrs["ticket_id"] == "+4915112345678"
-    assert attrs["requester_phone"] == "[PHONE]" and attrs["status"] == "open"
-    assert counts == {"phone": 1}
+                                          "requester_phone": "+49 151 12345678", "status": "open",
+                                          "customer_id": "ann@example.org",
+                                          "ticket_ref": "zendesk:ticket:4915112345678"})
+    assert attrs["group_id"] == "360001234567" and attrs["status"] == "open"
+    assert attrs["ticket_ref"] == "zendesk:ticket:4915112345678"  # its parts made of digits are ids
+    # an id-like key is no hiding place: a phone number or an address in it is redacted like text
+    assert attrs["ticket_id"] == "[PHONE]" and attrs["requester_phone"] == "[PHONE]"
+    assert attrs["customer_id"] == "[EMAIL]"
+    assert counts == {"phone": 2, "email": 1}
     kept, _ = redactor.redact_many({"paid": "+49 151 12345678", "groupId": "360001234567"})
     assert kept["paid"] == "[PHONE]" and kept["groupId"] == "360001234567"
+
+
+def test_structured_fields_are_redacted_like_text(redactor: Redactor) -> None:
+    data: dict[str, object] = {
+        "product": "kettle for ann@example.org", "channel": "+44 20 7946 0958", "tags": ["vip", "bob@example.com"],
+        "thread_ref": "jira:SUP-12:call +44 20 7946 0958", "source_ref": "kept-as-is"}
+    counts = {"email": 1}
+    redactor.redact_fields(data, counts)
+    assert data == {"product": "kettle for [EMAIL]", "channel": "[PHONE]", "tags": ["vip", "[EMAIL]"],
+                    "thread_ref": "jira:SUP-12:call [PHONE]", "source_ref": "kept-as-is"}
+    assert counts == {"email": 3, "phone": 2}
+    ticket = {"thread_ref": "zendesk:ticket:360001234567", "product": None, "tags": []}
+    redactor.redact_fields(ticket, counts)
+    assert ticket["thread_ref"] == "zendesk:ticket:360001234567"  # a ticket key made of digits stays
