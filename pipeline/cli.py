@@ -49,6 +49,7 @@ def up(
     if no_broker and settings.uses_embedded_broker:
         raise ConfigError("--no-broker needs FEEDBACK_KAFKA_BOOTSTRAP")
     _logging(settings, "supervisor")
+    settings.customer_key(create=True)  # the one key every child uses (a random key once, kept in data_dir)
     sup = Supervisor(settings, with_broker=settings.uses_embedded_broker and not no_broker)
     console.print(_banner(settings, sup))
     raise typer.Exit(sup.run())

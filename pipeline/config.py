@@ -131,8 +131,30 @@ class CommonSettings(BaseSettings):
     )
     customer_hash_key: SecretStr | None = Field(
         default=None,
-        description="Key of the customer_ref HMAC; unset: a random key kept in data_dir.",
+        description="Key of the customer_ref HMAC (at least 32 bytes, not a placeholder); unset: the key "
+        "`feedback up` generated once into data_dir/customer_hash.key.",
     )
+    customer_hash_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Former customer-hash keys (comma-separated): never used for new "
+        "references, only to find old ones (`feedback erase` checks every key).")
+
+    @field_validator("customer_hash_key")
+    @classmethod
+    def _strong_customer_key(cls, value: SecretStr | None) -> SecretStr | None:
+        from pipeline.keys import check_key
+
+        if value is not None:
+            check_key(value.get_secret_value().encode(), "FEEDBACK_CUSTOMER_HASH_KEY")
+        return value
+
+    metric_label_values: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Product and channel values that may appear as they are in metric "
+        "labels (comma-separated); any other is exported as a hash (pipeline.metrics.scope_label).")
+
+    @field_validator("customer_hash_keys", "metric_label_values", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        return [k.strip() for k in value.split(",") if k.strip()] if isinstance(value, str) else value
 
     #: Whether an unset data_dir may come from the user location file (not for `feedback up`, which writes it).
     reads_user_location: ClassVar[bool] = True
@@ -167,22 +189,33 @@ class CommonSettings(BaseSettings):
 
         return client_options(self, "kafka-python")
 
-    def customer_key(self, create: bool = True) -> bytes:
-        """The HMAC key for customer references; generated once and kept in ``data_dir``. With
-        ``create=False`` (commands that must match existing references) a missing key is a ConfigError."""
+    def customer_key(self, create: bool = False) -> bytes:
+        """The HMAC key for customer references: FEEDBACK_CUSTOMER_HASH_KEY, else the key kept in
+        ``data_dir``, which only ``feedback up`` creates (``create=True``, once); a missing or weak key
+        is a ConfigError, never a random per-process key."""
+        from pipeline.keys import check_key
+
         if self.customer_hash_key is not None:
             return self.customer_hash_key.get_secret_value().encode()
         path = self.data_dir / "customer_hash.key"
         if not path.exists() and not create:
-            raise ConfigError(f"no customer-hash key in the data directory {self.data_location}: run this "
-                              "where `feedback up` ran, or set FEEDBACK_DATA_DIR (or FEEDBACK_CUSTOMER_HASH_KEY)")
+            raise ConfigError(f"no customer-hash key in the data directory {self.data_location}: set "
+                              "FEEDBACK_CUSTOMER_HASH_KEY (at least 32 bytes), or run where `feedback up` ran "
+                              "(it keeps one in its data directory), or set FEEDBACK_DATA_DIR to that directory")
         if not path.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
             tmp.write_text(secrets.token_hex(32))
             tmp.chmod(0o600)
             tmp.replace(path)
-        return path.read_text().strip().encode()
+        try:
+            return check_key(path.read_text().strip().encode(), str(path))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def customer_keys(self) -> list[bytes]:
+        """Every customer-hash key that may have made a stored reference: the current one, then the former."""
+        return [self.customer_key(), *(k.get_secret_value().encode() for k in self.customer_hash_keys)]
 
 
 class HttpSettings(CommonSettings):

@@ -6,6 +6,10 @@ import os
 
 import pytest
 
+#: The customer-hash key of every test (FEEDBACK_CUSTOMER_HASH_KEY, customer_hash_key=): at least 32 bytes and
+#: not a placeholder, as pipeline.keys requires. One constant, so no test invents a weak key of its own.
+TEST_CUSTOMER_KEY = "5c0e8a3f71d94b26e0a7c3f9d1b58e42a6f0c2d7b9e13a85c4f6d0e2b7a91c38"
+
 
 def require(condition: bool, what: str) -> None:
     """Fail (CI) or skip (a developer's machine) when a required service or tool is missing."""

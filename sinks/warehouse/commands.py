@@ -72,14 +72,14 @@ def erase_command(
 
     from pipeline.config import ReportSettings, load
     from pipeline.logging import configure
-    from pipeline.schema import customer_ref as hash_ref
+    from pipeline.schema import customer_refs
     from sinks.warehouse.retention import erase
 
     settings = load(ReportSettings)
     refs = list(customer_ref or [])
     if email:
-        key = settings.customer_key(create=False)  # a new key would match none of the stored references
-        refs += [hash_ref(e, key) for e in email]
+        keys = settings.customer_keys()  # the current key and every former one; never a new key
+        refs += [ref for e in email for ref in customer_refs(e, keys)]
     if not refs:
         raise ConfigError("name the customer: --customer-ref REF or --email ADDRESS")
     configure(settings.log_level, settings.log_format, "erase")
@@ -91,6 +91,7 @@ def erase_command(
         "key": ("FEEDBACK_CUSTOMER_HASH_KEY" if settings.customer_hash_key is not None
                 else str(settings.data_dir / "customer_hash.key")) if email else None,
         "customer_refs": len(set(refs)),
+        "keys": len(settings.customer_hash_keys) + 1 if email else None,
         "tables": sorted(inspect(engine).get_table_names()),
     }
     engine.dispose()
@@ -100,5 +101,6 @@ def erase_command(
         console.print(f"covered: warehouse {covered['warehouse']} ({len(covered['tables'])} tables searched), "
                       f"{covered['customer_refs']} customer reference(s)"
                       + (f" hashed with the key from {covered['key']}" if covered["key"] else "")
+                      + (f" and {covered['keys'] - 1} former key(s)" if (covered["keys"] or 0) > 1 else "")
                       + f"; data directory {covered['data_dir']}. Copies outside this warehouse (backups, "
                       "exports, Kafka topics until their retention) are not covered.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Connection, DateTime, Engine, Integer, String, select
 from sqlalchemy.orm import Mapped, mapped_column
@@ -28,7 +29,7 @@ class ErasedCustomer(Base):
 
 def record_erased(conn: Connection, refs: Iterable[str]) -> int:
     """Add ``refs`` to the ledger (those already there are skipped); the number added."""
-    table = ErasedCustomer.__table__
+    table: Any = ErasedCustomer.__table__
     wanted = sorted(set(refs))
     if not wanted:
         return 0
@@ -50,7 +51,7 @@ class ErasureLedger:
         self._seq = 0
 
     def refresh(self) -> None:
-        table = ErasedCustomer.__table__
+        table: Any = ErasedCustomer.__table__
         with self.engine.connect() as conn:
             rows = conn.execute(select(table.c.seq, table.c.erased_ref).where(table.c.seq > self._seq)
                                 .order_by(table.c.seq)).all()

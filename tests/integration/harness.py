@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from pipeline.broker import free_port, port_open
 from pipeline.schema import DeadLetter
 from pipeline.supervisor import _die_with_parent
+from tests.conftest import TEST_CUSTOMER_KEY
 
 COMPONENTS = {
     "http": ["serve-http"],
@@ -63,7 +64,7 @@ class Pipeline:
             "FEEDBACK_SINK_METRICS_PORT": str(self.ports["sink"]),
             "FEEDBACK_ALERT_METRICS_PORT": str(self.ports["alerts"]),
             "FEEDBACK_LOG_FORMAT": "json",
-            "FEEDBACK_CUSTOMER_HASH_KEY": "test-key",
+            "FEEDBACK_CUSTOMER_HASH_KEY": TEST_CUSTOMER_KEY,
         }
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.url = f"http://127.0.0.1:{self.http_port}"

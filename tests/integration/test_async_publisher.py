@@ -26,6 +26,7 @@ from pipeline.errors import TransientError
 from pipeline.schema import FeedbackRecord
 from pipeline.topics import Topics, ensure_topics
 from tests.bench.tickets_stage import SECRET, webhook_request
+from tests.conftest import TEST_CUSTOMER_KEY
 from tests.integration.harness import wait_for
 
 pytestmark = pytest.mark.integration
@@ -35,7 +36,7 @@ PARTITIONS = 3
 
 def settings_for(bootstrap: str, tmp_path: Path, **extra: Any) -> HttpSettings:
     return HttpSettings(kafka_bootstrap=bootstrap, data_dir=tmp_path, topic_prefix=f"apub{uuid.uuid4().hex[:6]}.",
-                        topic_partitions=PARTITIONS, customer_hash_key="k",
+                        topic_partitions=PARTITIONS, customer_hash_key=TEST_CUSTOMER_KEY,
                         zendesk_webhook_secret=SECRET.decode(), **extra)
 
 

@@ -17,6 +17,7 @@ from pipeline.config import CommonSettings
 from pipeline.publisher import Publisher
 from pipeline.schema import customer_ref
 from sinks.warehouse.db import migrate
+from tests.conftest import TEST_CUSTOMER_KEY
 from tests.integration.harness import Pipeline, wait_for
 from tests.integration.warehouse_data import run_cli
 
@@ -70,7 +71,7 @@ def test_import_csv_twice_without_duplicates(pipeline: Pipeline, tmp_path: Path)
     rows = {r["source_ref"]: r for r in pipeline.rows(where)}
     bob = rows[f"import:nps-{run}:{run}-2"]
     assert bob["nps_score"] == 2 and bob["nps_class"] == "detractor"
-    assert bob["customer_ref"] == customer_ref("bob@example.org", b"test-key")
+    assert bob["customer_ref"] == customer_ref("bob@example.org", TEST_CUSTOMER_KEY.encode())
     assert "delivery" in pipeline.categories(bob["feedback_id"])
     event_time = bob["event_time"]
     event_time = datetime.fromisoformat(event_time) if isinstance(event_time, str) else event_time

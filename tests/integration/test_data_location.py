@@ -79,7 +79,7 @@ def test_up_records_the_location_and_every_folder_finds_it(folders: dict[str, Pa
     settings.data_dir.mkdir()
     sup._record_data_location()  # what `feedback up` does at start
     assert (project / PROJECT_LOCATION_FILE).is_file() and user_location_file().is_file()
-    key = settings.customer_key()  # the pipeline's key, made by its first component
+    key = settings.customer_key(create=True)  # the pipeline's key, made once by `feedback up`
     engine = make_engine(settings.database_url)
     migrate(engine)
     data = populate(engine, n=300, days=20)

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from pipeline import broker
+from tests.conftest import TEST_CUSTOMER_KEY
 from tests.integration.harness import wait_for
 
 pytestmark = pytest.mark.integration
@@ -43,7 +44,7 @@ def components(tmp_path: Path) -> Iterator[tuple[int, dict[str, int], dict[str, 
         env = {**base_env, "FEEDBACK_KAFKA_BOOTSTRAP": f"127.0.0.1:{broker_port}",
                "FEEDBACK_TOPIC_PREFIX": f"r{uuid.uuid4().hex[:8]}.", "FEEDBACK_DATA_DIR": str(tmp_path / name),
                "FEEDBACK_WAREHOUSE_URL": f"sqlite:///{tmp_path / 'warehouse.db'}", port_var: str(ports[name]),
-               "FEEDBACK_CUSTOMER_HASH_KEY": "test-key", "FEEDBACK_LOG_FORMAT": "json"}
+               "FEEDBACK_CUSTOMER_HASH_KEY": TEST_CUSTOMER_KEY, "FEEDBACK_LOG_FORMAT": "json"}
         log = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115
         procs[name] = subprocess.Popen([sys.executable, "-m", "pipeline", *args], env=env, stdout=log,
                                        stderr=subprocess.STDOUT)

@@ -92,7 +92,7 @@ def http_service(kafka_bootstrap: str, tmp_path: Path) -> Iterator[tuple[str, Pa
     env = {**os.environ, "FEEDBACK_KAFKA_BOOTSTRAP": kafka_bootstrap, "FEEDBACK_HTTP_PORT": str(port),
            "FEEDBACK_DATA_DIR": str(tmp_path), "FEEDBACK_TOPIC_PREFIX": "harden2.",
            "FEEDBACK_API_TOKENS": "tok-SECRET-4b1d,tok-OTHER-77aa", "FEEDBACK_LOG_LEVEL": "DEBUG",
-           "FEEDBACK_CUSTOMER_HASH_KEY": "hashkey-SECRET-9c2e", "FEEDBACK_BODY_TIMEOUT_SECONDS": "1",
+           "FEEDBACK_CUSTOMER_HASH_KEY": "hashkey-9c2e-private-0f3b7a1d5e8c", "FEEDBACK_BODY_TIMEOUT_SECONDS": "1",
            "FEEDBACK_LOG_FORMAT": "json"}
     log = tmp_path / "http.log"
     with open(log, "wb") as out:
@@ -142,5 +142,6 @@ def test_secrets_never_reach_the_logs(http_service: tuple[str, Path]) -> None:
     time.sleep(0.5)
     text = log.read_text(errors="replace")
     assert "http service ready" in text  # the log is really being written
-    for secret in ("tok-SECRET-4b1d", "tok-OTHER-77aa", "hashkey-SECRET-9c2e", "private.person@example.org"):
+    for secret in ("tok-SECRET-4b1d", "tok-OTHER-77aa",
+                   "hashkey-9c2e-private-0f3b7a1d5e8c", "private.person@example.org"):
         assert secret not in text

@@ -27,7 +27,7 @@ CLAIM = re.compile(r"\b(rose|fell|improved|dropped|up \d+|down \d+)\b")
 
 
 def item(i: int, when: datetime, nps: int | None, label: str = "negative", category: str = "delivery",
-         customer: str | None = "c_one", run: str = "tiny") -> EnrichedFeedback:
+         customer: str | None = "c_" + "1" * 32, run: str = "tiny") -> EnrichedFeedback:
     return EnrichedFeedback(
         source_ref=f"{run}-{i}", text=f"Comment {i} about {category}", event_time=when, nps_score=nps,
         nps_class=nps_class(nps), customer_ref=customer, product="kettle", channel="crm",
@@ -50,7 +50,7 @@ def test_tiny_data_shows_no_figure_and_no_claim(kind: str, tmp_path: Path) -> No
         # 6 responses from one customer now (all promoters), 1 detractor in the previous period
         WarehouseWriter(engine).write([item(i, since + timedelta(days=i, hours=3), 10, "positive")
                                        for i in range(6)]
-                                      + [item(99, since - timedelta(days=3), 0, customer="c_two")])
+                                      + [item(99, since - timedelta(days=3), 0, customer="c_" + "2" * 32)])
         data = collect(engine, since, until)
         out = tmp_path / "tiny.html"
         result = run_cli(["report", "--since", since.date().isoformat(), "--out", str(out)],

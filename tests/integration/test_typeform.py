@@ -13,6 +13,7 @@ import pytest
 from connectors.typeform.webhook import signature
 from pipeline.broker import port_open
 from pipeline.schema import customer_ref
+from tests.conftest import TEST_CUSTOMER_KEY
 from tests.integration.harness import Pipeline, wait_for
 from tests.unit.test_typeform import form_response
 
@@ -64,7 +65,7 @@ def test_signed_responses_reach_the_warehouse_once_and_forgeries_are_refused(typ
     (row,) = p.rows(where)
     assert uuid.UUID(str(row["feedback_id"])) == uuid.UUID(feedback_id)
     assert (row["nps_score"], row["stars"], row["channel"], row["source"]) == (2, 1, "typeform:lT4Z3j", "webform")
-    assert row["customer_ref"] == customer_ref("ana@example.com", b"test-key")
+    assert row["customer_ref"] == customer_ref("ana@example.com", TEST_CUSTOMER_KEY.encode())
     assert row["text"] == "The courier left the parcel in the rain." and row["product"] == "mobile-app"
 
     before = p.metric("http", "feedback_rejected_total", source="typeform_webhook", reason="bad_signature")

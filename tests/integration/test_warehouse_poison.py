@@ -18,11 +18,12 @@ from sinks.warehouse.writer import WarehouseWriter
 from tests.integration.warehouse_data import DIALECTS, fresh_engine
 
 pytestmark = pytest.mark.integration
+POISON_REF = "c_" + "0b" * 16  # a customer reference in the keyed-hash form
 
 
 def item(ref: str, text_: str = "The parcel came late", csat: int | None = None, **fields: object) -> EnrichedFeedback:
     return EnrichedFeedback(
-        source_ref=ref, text=text_, csat_score=csat, customer_ref="c_poison", **fields,  # type: ignore[arg-type]
+        source_ref=ref, text=text_, csat_score=csat, customer_ref=POISON_REF, **fields,  # type: ignore[arg-type]
         sentiment=Sentiment(polarity=-0.4, subjectivity=0.5, label="negative"),
         categories=[CategoryTag(name="delivery", confidence=0.9)])
 
@@ -64,7 +65,8 @@ def test_refused_records_are_isolated_and_the_rest_written(kind: str, size: int,
         assert set(rows) == {g.source_ref for g in good}
         with engine.connect() as conn:
             cats = conn.execute(text("SELECT count(*) FROM feedback_categories")).scalar_one()
-            customer = conn.execute(text("SELECT feedback_count FROM customers WHERE customer_ref = 'c_poison'"))
+            customer = conn.execute(text("SELECT feedback_count FROM customers WHERE customer_ref = :r"),
+                                    {"r": POISON_REF})
             assert (cats, customer.scalar_one()) == (size, size)
 
 

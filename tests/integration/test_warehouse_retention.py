@@ -18,11 +18,12 @@ from sqlalchemy import Engine, String, Text, inspect, text
 
 from pipeline.schema import Aspect, CategoryTag, EnrichedFeedback, Sentiment, customer_ref
 from sinks.warehouse.writer import WarehouseWriter
+from tests.conftest import TEST_CUSTOMER_KEY
 from tests.integration.warehouse_data import DIALECTS, fresh_engine, populate, run_cli
 
 pytestmark = pytest.mark.integration
 
-KEY = "retention-test-key"
+KEY = TEST_CUSTOMER_KEY
 EMAIL = "Erase.Me@Example.org"
 
 

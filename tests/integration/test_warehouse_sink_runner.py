@@ -11,6 +11,7 @@ from pipeline.schema import CategoryTag, EnrichedFeedback, Sentiment
 from pipeline.sink_runner import SinkRunner
 from pipeline.testing import ListInput, MemoryPublisher, transient
 from sinks.warehouse.consumer import WarehouseSink
+from tests.conftest import TEST_CUSTOMER_KEY
 
 # the fixture fresh_engine: an empty SQLite file or a new PostgreSQL schema
 from tests.integration.test_alembic_check import fresh_engine  # noqa: F401
@@ -29,7 +30,7 @@ def item(ref: str, origin: str, text_: str = "late delivery") -> EnrichedFeedbac
 def test_refused_rows_are_dead_lettered_and_the_batch_committed_after_the_write(
         fresh_engine: Engine, tmp_path: object) -> None:  # noqa: F811
     url = fresh_engine.url.render_as_string(hide_password=False)
-    sink = WarehouseSink(SinkSettings(warehouse_url=url, customer_hash_key="k"))
+    sink = WarehouseSink(SinkSettings(warehouse_url=url, customer_hash_key=TEST_CUSTOMER_KEY))
     events: list[str] = []
     publisher = MemoryPublisher(events)
     first = [item("a", "crm").model_dump_json().encode()]
@@ -41,7 +42,7 @@ def test_refused_rows_are_dead_lettered_and_the_batch_committed_after_the_write(
     # "a" again from another origin (refused), "b" new, one undecodable message
     second = [item("a", "helpdesk", "overwritten?").model_dump_json().encode(), b"{broken",
               item("b", "helpdesk").model_dump_json().encode()]
-    sink = WarehouseSink(SinkSettings(warehouse_url=url, customer_hash_key="k"))
+    sink = WarehouseSink(SinkSettings(warehouse_url=url, customer_hash_key=TEST_CUSTOMER_KEY))
     events.clear()
     runner = SinkRunner(sink, lambda: source, publisher, batch_size=10, batch_ms=50)
     source = ListInput(second, events=events, on_empty=runner.stop)
@@ -59,7 +60,7 @@ def test_refused_rows_are_dead_lettered_and_the_batch_committed_after_the_write(
 def test_a_database_outage_is_retried_without_losing_or_committing_the_batch(
         fresh_engine: Engine) -> None:  # noqa: F811
     url = fresh_engine.url.render_as_string(hide_password=False)
-    sink = WarehouseSink(SinkSettings(warehouse_url=url, customer_hash_key="k"))
+    sink = WarehouseSink(SinkSettings(warehouse_url=url, customer_hash_key=TEST_CUSTOMER_KEY))
     writer_write = sink.writer.write_batch
     calls: list[str] = []
 

@@ -64,8 +64,11 @@ def test_kafka_security_pass_through(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_customer_key_is_generated_once_and_kept(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("FEEDBACK_CUSTOMER_HASH_KEY", raising=False)
     s = CommonSettings(data_dir=tmp_path)
-    key = s.customer_key()
+    with pytest.raises(ConfigError, match="no customer-hash key"):
+        s.customer_key()  # only `feedback up` creates it: no random per-process key
+    key = s.customer_key(create=True)
     assert len(key) == 64 and CommonSettings(data_dir=tmp_path).customer_key() == key
     assert (tmp_path / "customer_hash.key").stat().st_mode & 0o077 == 0
-    monkeypatch.setenv("FEEDBACK_CUSTOMER_HASH_KEY", "fixed")
-    assert CommonSettings(data_dir=tmp_path).customer_key() == b"fixed"
+    fixed = "f1x3d-0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d"
+    monkeypatch.setenv("FEEDBACK_CUSTOMER_HASH_KEY", fixed)
+    assert CommonSettings(data_dir=tmp_path).customer_key() == fixed.encode()

@@ -14,6 +14,7 @@ from pipeline.config import HttpSettings
 from pipeline.errors import TransientError
 from pipeline.schema import FeedbackRecord
 from tests.bench.tickets_stage import SECRET, webhook_request
+from tests.conftest import TEST_CUSTOMER_KEY
 
 
 class RecordingPublisher:
@@ -32,8 +33,8 @@ class RecordingPublisher:
 
 def client_for(tmp_path: Path, publisher: RecordingPublisher) -> TestClient:
     # a port nobody listens on: the re-provisioning a failed publish starts must not reach a real broker
-    settings = HttpSettings(data_dir=tmp_path, customer_hash_key="k", zendesk_webhook_secret=SECRET.decode(),
-                            kafka_bootstrap=f"127.0.0.1:{free_port()}")
+    settings = HttpSettings(data_dir=tmp_path, customer_hash_key=TEST_CUSTOMER_KEY,
+                            zendesk_webhook_secret=SECRET.decode(), kafka_bootstrap=f"127.0.0.1:{free_port()}")
     return TestClient(create_app(settings, publisher))  # type: ignore[arg-type]
 
 

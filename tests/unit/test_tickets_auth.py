@@ -12,6 +12,7 @@ import pytest
 
 from connectors.tickets import auth
 from pipeline.webhooks import WebhookRejected
+from tests.conftest import TEST_CUSTOMER_KEY
 
 SECRET = b"dGhpc19zZWNyZXRfaXNfZm9yX3Rlc3Rpbmdfb25seQ=="
 BODY = b'{"type":"zen:event-type:ticket.created","detail":{"id":"1"}}'
@@ -102,7 +103,8 @@ def test_route_without_a_secret_answers_404() -> None:
     from pipeline.config import HttpSettings
 
     app = FastAPI()
-    app.include_router(create_router(HttpSettings(customer_hash_key="k", jira_webhook_token="t"), read_limited))
+    app.include_router(create_router(HttpSettings(customer_hash_key=TEST_CUSTOMER_KEY, jira_webhook_token="t"),
+                                     read_limited))
     before = metrics.REJECTED.labels("zendesk_webhook", "webhook_not_configured")._value.get()
 
     async def calls() -> tuple[httpx.Response, httpx.Response]:

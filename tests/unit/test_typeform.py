@@ -22,6 +22,7 @@ from pipeline.errors import RecordError
 from pipeline.schema import customer_ref
 from pipeline.testing import MemoryPublisher
 from pipeline.webhooks import WebhookRejected
+from tests.conftest import TEST_CUSTOMER_KEY
 
 SECRET = "typeform-secret"
 KEY = b"k"
@@ -82,7 +83,7 @@ def test_signature_is_base64_hmac_sha256_of_the_raw_body() -> None:
     body = b'{"event_type":"form_response"}'
     expected = "sha256=" + base64.b64encode(hmac.new(SECRET.encode(), body, hashlib.sha256).digest()).decode()
     assert signature(SECRET.encode(), body) == expected
-    source = TypeformWebhook(HttpSettings(customer_hash_key="k", typeform_webhook_secret=f"old,{SECRET}"))
+    source = TypeformWebhook(HttpSettings(customer_hash_key=TEST_CUSTOMER_KEY, typeform_webhook_secret=f"old,{SECRET}"))
     source.verify({"typeform-signature": expected}, body, {})  # the second of two secrets matches
     for headers, reason in (({}, "missing_signature"), ({"typeform-signature": expected}, "bad_signature")):
         with pytest.raises(WebhookRejected) as err:
@@ -157,7 +158,7 @@ def _post(app: FastAPI, body: bytes, headers: dict[str, str]) -> httpx.Response:
 
 def test_route_publishes_a_signed_delivery_and_refuses_the_rest() -> None:
     publisher = MemoryPublisher()
-    app = _app(HttpSettings(customer_hash_key="k", typeform_webhook_secret=SECRET), publisher)
+    app = _app(HttpSettings(customer_hash_key=TEST_CUSTOMER_KEY, typeform_webhook_secret=SECRET), publisher)
     body = json.dumps(form_response()).encode()
     signed = {"Content-Type": "application/json", "Typeform-Signature": signature(SECRET.encode(), body)}
     ok = _post(app, body, signed)
@@ -173,7 +174,7 @@ def test_route_publishes_a_signed_delivery_and_refuses_the_rest() -> None:
 
 def test_route_without_a_secret_answers_404_naming_the_setting() -> None:
     publisher = MemoryPublisher()
-    app = _app(HttpSettings(customer_hash_key="k"), publisher)
+    app = _app(HttpSettings(customer_hash_key=TEST_CUSTOMER_KEY), publisher)
     answer = _post(app, b"{}", {"Content-Type": "application/json"})
     assert answer.status_code == 404 and answer.json()["error"] == "webhook_not_configured"
     assert "FEEDBACK_TYPEFORM_WEBHOOK_SECRET" in answer.json()["message"] and not publisher.records

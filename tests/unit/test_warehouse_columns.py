@@ -117,6 +117,7 @@ STORED: dict[tuple[str, str], Callable[[], int] | str] = {
     ("source_state", "key"): "a configured folder, or a source's own cursor name (operator settings)",
     ("email_checkpoints", "account"): "the configured IMAP account (an address is at most 320 characters)",
     ("email_checkpoints", "folder"): "a configured IMAP folder (operator settings; table kept for migration)",
+    ("erasure_ledger", "erased_ref"): "a customer_ref of the keyed-hash form (schema.CUSTOMER_REF_PATTERN, 43 chars)",
 }
 
 

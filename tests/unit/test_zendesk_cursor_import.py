@@ -11,11 +11,12 @@ from connectors.tickets.poller import import_legacy_cursor, state_namespace
 from pipeline.config import ZendeskSettings
 from pipeline.errors import ConfigError
 from pipeline.state import MemoryStateStore
+from tests.conftest import TEST_CUSTOMER_KEY
 
 
 def settings(tmp_path: Path) -> ZendeskSettings:
     return ZendeskSettings(zendesk_base_url="http://127.0.0.1:8123", zendesk_email="a@example.com",
-                           zendesk_api_token="t", data_dir=tmp_path, customer_hash_key="k",
+                           zendesk_api_token="t", data_dir=tmp_path, customer_hash_key=TEST_CUSTOMER_KEY,
                            zendesk_checkpoint_file=tmp_path / "zendesk.json")
 
 
