@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
@@ -96,14 +100,104 @@ SIGNAL_WINDOWS_CLOSED = Counter(
 SIGNAL_WATERMARK = Gauge(
     "feedback_signal_watermark_seconds", "Event-time watermark of the signal windows (unix time)."
 )
-SIGNAL_VALUE = Gauge(
-    "feedback_signal_value", "Value of a signal in the latest judged window of its scope.",
+
+
+# -- labels fed from record data ---------------------------------------------------------------------
+#: Scopes whose values a client chooses (any /v1/events client names its own products and channels):
+#: never exported as they are (PII, unbounded series), but as ``h_`` + 12 hex digits of a SHA-256,
+#: unless listed in FEEDBACK_METRIC_LABEL_VALUES. Sources and categories are the pipeline's own names.
+CLIENT_SCOPES = frozenset({"product", "channel"})
+#: Most series of one scoped gauge; the least recently set one is evicted beyond it.
+MAX_SCOPE_SERIES = 1000
+#: A series not set for this long is evicted (its scope went quiet, or was renamed).
+STALE_SCOPE_SECONDS = 24 * 3600.0
+_allowed_values: frozenset[str] | None = None
+
+
+def allowed_label_values() -> frozenset[str]:
+    """FEEDBACK_METRIC_LABEL_VALUES, read once: product/channel values that may appear as they are."""
+    global _allowed_values
+    if _allowed_values is None:
+        from pipeline.config import CommonSettings
+
+        try:
+            _allowed_values = frozenset(CommonSettings().metric_label_values)
+        except Exception:  # a settings error is reported by the component's own load; hash everything
+            _allowed_values = frozenset()
+    return _allowed_values
+
+
+def scope_label(scope_type: str, scope_value: str) -> str:
+    """The label value of a scope: its own for the pipeline's scopes and allowed values, else a hash."""
+    if scope_type not in CLIENT_SCOPES or scope_value in allowed_label_values():
+        return scope_value
+    return "h_" + hashlib.sha256(f"{scope_type}:{scope_value}".encode("utf-8", "surrogateescape")).hexdigest()[:12]
+
+
+class ScopedGauge(Gauge):
+    """A gauge labelled ``(..., scope_type, scope_value, ...)`` whose label values may come from records:
+    scope values go through :func:`scope_label`, at most :data:`MAX_SCOPE_SERIES` series are kept (the
+    least recently set evicted), and series not set for :data:`STALE_SCOPE_SECONDS` are evicted. Call
+    sites use ``labels``/``remove`` with the raw values as before."""
+
+    _scope_at: int | None = None  # index of scope_type in the label names (None: a child series)
+
+    def bound_scopes(self) -> ScopedGauge:
+        self._scope_at = list(self._labelnames).index("scope_type")
+        self._touched: OrderedDict[tuple[str, ...], float] = OrderedDict()
+        self._swept = 0.0
+        return self
+
+    def _mapped(self, values: tuple[Any, ...]) -> tuple[str, ...]:
+        out = [str(v) for v in values]
+        at = self._scope_at
+        if at is not None and len(out) > at + 1:
+            out[at + 1] = scope_label(out[at], out[at + 1])
+        return tuple(out)
+
+    def labels(self, *labelvalues: Any, **labelkwargs: Any) -> Any:
+        if self._scope_at is None or labelkwargs:
+            return super().labels(*labelvalues, **labelkwargs)
+        values = self._mapped(labelvalues)
+        with _SCOPE_LOCK:
+            now = time.monotonic()
+            self._touched[values] = now
+            self._touched.move_to_end(values)
+            while len(self._touched) > MAX_SCOPE_SERIES:
+                self._evict(next(iter(self._touched)))
+            if now - self._swept > 60:
+                self._swept = now
+                for old in [k for k, at in self._touched.items() if now - at > STALE_SCOPE_SECONDS]:
+                    self._evict(old)
+        return super().labels(*values)
+
+    def remove(self, *labelvalues: Any) -> None:
+        values = self._mapped(labelvalues) if self._scope_at is not None else labelvalues
+        with _SCOPE_LOCK:
+            if self._scope_at is not None:
+                self._touched.pop(values, None)  # type: ignore[arg-type]
+        super().remove(*values)
+
+    def _evict(self, values: tuple[str, ...]) -> None:
+        self._touched.pop(values, None)
+        with contextlib.suppress(KeyError):
+            super().remove(*values)
+        SCOPE_SERIES_EVICTED.labels(self._name).inc()
+
+
+_SCOPE_LOCK = threading.Lock()
+SCOPE_SERIES_EVICTED = Counter(
+    "feedback_metric_series_evicted_total", "Series of scoped gauges evicted (too many, or stale).", ["metric"])
+SIGNAL_VALUE = ScopedGauge(
+    "feedback_signal_value", "Value of a signal in the latest judged window of its scope (product and channel "
+    "values hashed unless allowed by FEEDBACK_METRIC_LABEL_VALUES).",
     ["signal", "scope_type", "scope_value"],
-)
-ALERT_ACTIVE = Gauge(
-    "feedback_alert_active", "1 while an alert is open or acknowledged for (signal, scope), else 0.",
+).bound_scopes()
+ALERT_ACTIVE = ScopedGauge(
+    "feedback_alert_active", "1 while an alert is open or acknowledged for (signal, scope), else 0 (scope "
+    "values as in feedback_signal_value).",
     ["signal", "scope_type", "scope_value", "severity"],
-)
+).bound_scopes()
 ALERT_EVENTS = Counter("feedback_alert_events_total", "Alert lifecycle events.", ["signal", "event"])
 ALERT_DELIVERIES = Counter(
     "feedback_alert_deliveries_total", "Alert notification attempts, by channel and outcome.", ["channel", "outcome"]
