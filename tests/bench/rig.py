@@ -34,6 +34,10 @@ from pipeline.config import CommonSettings, load
 from pipeline.supervisor import _die_with_parent
 from pipeline.topics import Topics, ensure_topics
 
+#: The customer-hash key of a bench run (at least 32 bytes: a shorter one is refused at start).
+BENCH_CUSTOMER_KEY = "bench-" + "0f1e2d3c4b5a69788796a5b4c3d2e1f0" * 2
+#: The name of the HTTP service's API token: the service stores source_ref as ``<name>:<source_ref>``.
+HTTP_TOKEN_NAME = "bench"
 #: The repository root (the folder holding ``tests/``), put on the children's ``PYTHONPATH``.
 REPO_ROOT = str(Path(__file__).resolve().parents[2])
 
@@ -162,6 +166,8 @@ class Rig:
         self.warehouse_url = f"sqlite:///{self.dir / 'warehouse.db'}"
         self.ports = {"http": broker.free_port(), "processor": broker.free_port(), "sink": broker.free_port()}
         self.http_url = f"http://127.0.0.1:{self.ports['http']}"
+        self.http_token = uuid.uuid4().hex
+        self.http_headers = {"Authorization": f"Bearer {self.http_token}"}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.expected: set[str] = set()
         self.processors = 1  # processor workers (and passthrough workers) in one consumer group
@@ -201,7 +207,7 @@ class Rig:
             "FEEDBACK_PROCESSOR_METRICS_PORT": str(self.ports["processor"]),
             "FEEDBACK_SINK_METRICS_PORT": str(self.ports["sink"]),
             "FEEDBACK_LOG_FORMAT": "json",
-            "FEEDBACK_CUSTOMER_HASH_KEY": "bench",
+            "FEEDBACK_CUSTOMER_HASH_KEY": BENCH_CUSTOMER_KEY,
             **extra,
         }
 
@@ -288,13 +294,18 @@ class Rig:
                 pub.close()
             wait_until(lambda: self.count(f"w{self.run_id}-") >= 1, 180, "the warm-up row", self.check)
         if http and "http" not in self.procs:
-            self.spawn("http", ["-m", "pipeline", "serve-http"], self.env(""))
+            # A named token that may send every source of the bench records (without one, only source
+            # "event" is admitted: 403). Its name prefixes the stored source_ref: HTTP_REF_PREFIX.
+            self.spawn("http", ["-m", "pipeline", "serve-http"],
+                       self.env("", FEEDBACK_API_TOKENS=f"{HTTP_TOKEN_NAME}:{self.http_token}:webform|ticket|email"))
             wait_until(lambda: broker.port_open("127.0.0.1", self.ports["http"]), 60, "the HTTP service",
                        self.check)
             ref = f"wh{self.run_id}-0"
-            resp = httpx.post(f"{self.http_url}/v1/events", json={"source_ref": ref, "text": "warm up"}, timeout=30)
+            resp = httpx.post(f"{self.http_url}/v1/events", json={"source_ref": ref, "text": "warm up"}, timeout=30,
+                              headers=self.http_headers)
             resp.raise_for_status()
-            wait_until(lambda: self.count(f"wh{self.run_id}-") >= 1, 120, "the HTTP warm-up row", self.check)
+            wait_until(lambda: self.count(f"{HTTP_TOKEN_NAME}:wh{self.run_id}-") >= 1, 120, "the HTTP warm-up row",
+                       self.check)
 
     def metric(self, port: int, name: str) -> float:
         """Sum of the samples called ``name`` on a process's /metrics (0 when it is not up yet)."""

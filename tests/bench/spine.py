@@ -32,7 +32,7 @@ from tests.bench.core import (
     stage,
 )
 from tests.bench.data import BenchRecord, event_payload, generate, stamp
-from tests.bench.rig import Rig, Window, epoch, wait_count, wait_until
+from tests.bench.rig import HTTP_TOKEN_NAME, Rig, Window, epoch, wait_count, wait_until
 
 TARGET_RATE = 2000.0  # records/s end to end into the warehouse (issue 2)
 TARGET_P99 = 2.0  # seconds at 500 records/s offered (issue 2)
@@ -169,7 +169,7 @@ def raw_stage(ctx: BenchContext) -> list[Result]:
     finally:
         pub.close()
     rows = r.rows(run)
-    enriched = r.enriched_times(topics.enriched, {rec.key for rec in records})
+    enriched = r.enriched_times(topics.enriched, {key for key, *_ in rows})  # the stored rows' ids
     last_written = max((epoch(w) for _, _, _, w in rows), default=t0)
     last_enriched = max(enriched.values(), default=t0)
     stage1, stage2, e2e = split_latencies(rows, enriched)
@@ -206,8 +206,8 @@ def split_latencies(rows: list[tuple[bytes, Any, Any, Any]], enriched: dict[byte
 
 
 # -- HTTP at an offered load ---------------------------------------------------------------------------
-async def offered_load(url: str, records: list[BenchRecord], rate: float, batch: int,
-                       connections: int = 256) -> list[tuple[float, float, float, int, int]]:
+async def offered_load(url: str, records: list[BenchRecord], rate: float, batch: int, connections: int = 256,
+                       headers: dict[str, str] | None = None) -> list[tuple[float, float, float, int, int]]:
     """POST ``records`` to /v1/events at ``rate`` records/s (open loop, ``batch`` per request).
 
     Returns per request: (scheduled, sent, answered) as wall-clock times, HTTP status, records.
@@ -227,7 +227,7 @@ async def offered_load(url: str, records: list[BenchRecord], rate: float, batch:
     connector = aiohttp.TCPConnector(limit=connections)
     timeout = aiohttp.ClientTimeout(total=60)
 
-    async with aiohttp.ClientSession(url, connector=connector, timeout=timeout) as session:
+    async with aiohttp.ClientSession(url, connector=connector, timeout=timeout, headers=headers) as session:
         async def send(k: int) -> None:
             now = datetime.now(UTC)
             items = [event_payload(rec, now) for rec in groups[k]]
@@ -252,17 +252,17 @@ def http_stage(ctx: BenchContext) -> list[Result]:
     r.ensure_pipeline(http=True)
     total = max(1, int(ctx.http_rate * ctx.http_seconds))
     records = generate(total, ctx.seed + 1, run=f"h{r.run_id}")
-    run = f"h{r.run_id}-"
+    run = f"{HTTP_TOKEN_NAME}:h{r.run_id}-"  # the service prefixes source_ref with the token's name
     r.sampler.begin()
     started = time.time()
-    answers = asyncio.run(offered_load(r.http_url, records, ctx.http_rate, ctx.http_batch))
+    answers = asyncio.run(offered_load(r.http_url, records, ctx.http_rate, ctx.http_batch, headers=r.http_headers))
     sent_for = time.time() - started
     accepted = sum(n for *_, status, n in answers if status == 202)
     done = wait_count(lambda: r.count(run), accepted, 60, "HTTP rows in the warehouse", r.check)
     window = r.sampler.end()
     rows = r.rows(run)
     _settings, topics = r.topics("")
-    enriched = r.enriched_times(topics.enriched, {rec.key for rec in records})
+    enriched = r.enriched_times(topics.enriched, {key for key, *_ in rows})  # ids from the stored source_ref
     stage1, stage2, e2e = split_latencies(rows, enriched)
     first_sched = min(a[0] for a in answers)
     offered = sum(a[4] for a in answers) / max(max(a[0] for a in answers) - first_sched, 1e-9)
