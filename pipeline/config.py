@@ -248,6 +248,12 @@ class HttpSettings(CommonSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Origins allowed to call the API from a browser (comma-separated)."
     )
+    http_internal_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Port of /metrics, /docs and /openapi.json (and "
+        "/healthz, /readyz) on FEEDBACK_METRICS_HOST (loopback unless set); the public port then serves none "
+        "of the first four. Unset: everything on FEEDBACK_HTTP_PORT, as before.")
+    http_docs: bool = Field(default=True, description="Serve /docs (Swagger UI, its assets from the "
+                            "openapi-ui-bundles package: no CDN); false: no /docs.")
 
     @field_validator("api_tokens", "cors_origins", mode="before")
     @classmethod

@@ -1,4 +1,5 @@
-"""The HTTP ingestion service: feedback forms, ``/v1/events``, health and metrics.
+"""The HTTP ingestion service: feedback forms (connectors.http.form_routes), ``/v1/events``, webhooks,
+health, metrics and docs (connectors.http.operations).
 
 Guarantees: ``202`` (or the thank-you page) only after the broker acknowledged every record;
 bad input gets a 4xx with a JSON body ``{"error", "message", "details"}`` and a counter; the
@@ -8,23 +9,20 @@ service never answers 500 for anything a client sent.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import json
-import re
 import threading
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
@@ -33,15 +31,10 @@ from starlette.routing import Route
 from connectors.http import security
 from connectors.http.contact import ContactSealer
 from connectors.http.errors import ApiError, error_body, is_json, media_type
+from connectors.http.form_routes import FormService, Publish, form_router, reject, validation_details
 from connectors.http.form_texts import FormTexts
-from connectors.http.forms import (
-    FormPages,
-    FormSubmission,
-    field_errors,
-    form_record,
-    kept_values,
-    parse_form_body,
-)
+from connectors.http.forms import FormPages
+from connectors.http.operations import TITLE, add_docs, create_internal_app, operations_router
 from connectors.http.webhooks import create_router as create_webhook_router
 from connectors.http.webhooks import webhook_paths
 from pipeline import metrics
@@ -55,8 +48,6 @@ from pipeline.topics import ensure_topics
 
 log = get_logger(__name__)
 templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
-
-FORM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
 async def read_limited(request: Request, limit: int, timeout: float = 30.0) -> bytes:
@@ -91,60 +82,78 @@ async def read_limited(request: Request, limit: int, timeout: float = 30.0) -> b
     return body
 
 
-def _validation_details(exc: ValidationError, index: int | None = None) -> list[dict[str, Any]]:
-    out = []
-    for err in exc.errors(include_url=False, include_input=False):
-        item: dict[str, Any] = {"loc": [str(p) for p in err["loc"]], "msg": err["msg"], "type": err["type"]}
-        if index is not None:
-            item["index"] = index
-        out.append(item)
-    return out
+class Publishing:
+    """Publishes accepted records; after a failed publish re-creates missing topics in the background
+    (a broker restarted with memory storage comes back empty), at most one attempt every 5 seconds."""
+
+    def __init__(self, settings: HttpSettings, state: dict[str, Any]) -> None:
+        self.settings, self.state = settings, state
+        self.worker: threading.Thread | None = None
+        self.last = 0.0
+        self.running = False
+
+    def reprovision(self) -> None:
+        if (self.worker is not None and self.worker.is_alive()) or time.monotonic() - self.last < 5:
+            return
+        self.last = time.monotonic()
+
+        def attempt() -> None:
+            try:
+                ensure_topics(self.settings, 5.0)
+            except TransientError as exc:
+                log.warning("topic provisioning failed", error=str(exc))
+            finally:
+                self.running = False
+
+        # a daemon thread: a broker that never answers must not hold up the service's shutdown
+        self.running = True
+        self.worker = threading.Thread(target=attempt, name="reprovision-topics", daemon=True)
+        self.worker.start()
+
+    async def publish(self, records: list[FeedbackRecord], source: str) -> None:
+        """Publish and count ``records``, or raise ApiError 503 (``broker_unavailable``, Retry-After)."""
+        if self.running:
+            # No record goes out while the topics are being re-created: the embedded broker can lose
+            # what is written to a topic that is created (auto-created by a metadata request) between
+            # ensure_topics' listing and its CreateTopics. The client retries after a second.
+            raise ApiError(503, "broker_unavailable", "the broker is being re-provisioned; retry later",
+                           headers={"Retry-After": "1"})
+        try:
+            await self.state["publisher"].publish_async(records, timeout=self.settings.publish_timeout_seconds)
+        except TransientError as exc:
+            log.warning("publish failed", error=str(exc), records=len(records))
+            self.reprovision()
+            raise ApiError(503, "broker_unavailable", "the feedback could not be stored; retry later",
+                           headers={"Retry-After": str(int(exc.retry_after or 2))}) from exc
+        metrics.ACCEPTED.labels(source).inc(len(records))
 
 
-def create_app(settings: HttpSettings, publisher: Publisher | AsyncPublisher | None = None) -> FastAPI:
-    """The ASGI app; ``publisher`` is created at start-up unless one is given (tests, bench).
-
-    Its own publisher is an :class:`~pipeline.async_publisher.AsyncPublisher` (aiokafka on the
-    service's event loop); a given one may also be a kafka-python :class:`Publisher`: the routes
-    only need ``publish_async`` and ``ready_async``.
-    """
-    customer_key = settings.customer_key()
-    tokens = security.parse_api_tokens([t.get_secret_value() for t in settings.api_tokens])
-    security.check_exposure(settings.http_host, tokens, settings.allow_anonymous_events)
-    form_limiter = security.FormRateLimiter(settings.form_rate_limit, settings.trust_proxy)
-    sealer = ContactSealer(settings.contact_key)  # both ConfigError at start-up when invalid
-    pages = FormPages(templates, FormTexts.load(settings.forms_file), consent=sealer.enabled)
-    state: dict[str, Publisher | AsyncPublisher] = {}
+def _lifespan(settings: HttpSettings, publisher: Publisher | AsyncPublisher | None,
+              state: dict[str, Any]) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The app's lifespan: its own AsyncPublisher (topics ensured first) unless ``publisher`` is given."""
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own: AsyncPublisher | None = None
         if publisher is None:
             await asyncio.to_thread(ensure_topics, settings)
             own = AsyncPublisher(settings, client_id="feedback-http")
             await own.start()
-        state["publisher"] = publisher or own  # type: ignore[assignment]
-        _app.state.publisher = state["publisher"]
-        log.info("http service ready", host=settings.http_host, port=settings.http_port)
+        state["publisher"] = publisher or own
+        app.state.publisher = state["publisher"]
+        log.info("http service ready", host=settings.http_host, port=settings.http_port,
+                 internal_port=settings.http_internal_port)
         try:
             yield
         finally:
             if own is not None:
                 await own.close()
 
-    app = FastAPI(
-        title="Feedback pipeline ingestion API",
-        version="1",
-        description="Feedback forms and the event API of the customer-feedback pipeline.",
-        lifespan=lifespan,
-    )
+    return lifespan
 
-    security.install(app, settings)
 
-    def reject(source: str, exc: ApiError) -> JSONResponse:
-        metrics.REJECTED.labels(source, exc.error).inc()
-        return JSONResponse(error_body(exc.error, exc.message, exc.details), status_code=exc.status,
-                            headers=exc.headers)
+def _install_error_handlers(app: FastAPI) -> None:
+    """JSON bodies for every error a client can cause, counted (never a 500 for a client's input)."""
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -162,149 +171,18 @@ def create_app(settings: HttpSettings, publisher: Publisher | AsyncPublisher | N
         metrics.REJECTED.labels("http", "invalid_request").inc()
         return JSONResponse(error_body("invalid_request", "the request is not valid", details), 422)
 
-    provisioning: dict[str, Any] = {"task": None, "last": 0.0, "running": False}
 
-    def reprovision() -> None:
-        """After a failed publish, re-create missing topics in the background (a broker restarted
-        with memory storage comes back empty); at most one attempt every 5 seconds."""
-        worker = provisioning["task"]
-        if (worker is not None and worker.is_alive()) or time.monotonic() - provisioning["last"] < 5:
-            return
-        provisioning["last"] = time.monotonic()
+def _events_router(settings: HttpSettings, tokens: Any, publish: Publish) -> APIRouter:
+    """``POST /v1/events``: one record or an array, validated against the published schema."""
+    router = APIRouter(tags=["events"])
+    body_schema = {"oneOf": [{"$ref": "#/components/schemas/FeedbackRecord"},
+                             {"type": "array", "items": {"$ref": "#/components/schemas/FeedbackRecord"},
+                              "maxItems": settings.max_records_per_request}]}
 
-        def attempt() -> None:
-            try:
-                ensure_topics(settings, 5.0)
-            except TransientError as exc:
-                log.warning("topic provisioning failed", error=str(exc))
-            finally:
-                provisioning["running"] = False
-
-        # a daemon thread: a broker that never answers must not hold up the service's shutdown
-        provisioning["running"] = True
-        provisioning["task"] = threading.Thread(target=attempt, name="reprovision-topics", daemon=True)
-        provisioning["task"].start()
-
-    async def publish(records: list[FeedbackRecord], source: str) -> None:
-        """Publish and count ``records``, or raise ApiError 503 (``broker_unavailable``, Retry-After)."""
-        if provisioning["running"]:
-            # No record goes out while the topics are being re-created: the embedded broker can lose
-            # what is written to a topic that is created (auto-created by a metadata request) between
-            # ensure_topics' listing and its CreateTopics. The client retries after a second.
-            raise ApiError(503, "broker_unavailable", "the broker is being re-provisioned; retry later",
-                           headers={"Retry-After": "1"})
-        try:
-            await state["publisher"].publish_async(records, timeout=settings.publish_timeout_seconds)
-        except TransientError as exc:
-            log.warning("publish failed", error=str(exc), records=len(records))
-            reprovision()
-            raise ApiError(503, "broker_unavailable", "the feedback could not be stored; retry later",
-                           headers={"Retry-After": str(int(exc.retry_after or 2))}) from exc
-        metrics.ACCEPTED.labels(source).inc(len(records))
-
-    app.state.publish = publish  # the webhook routes (connectors.http.webhooks) publish through it too
-
-    # -- health and metrics -------------------------------------------------------------------
-    @app.get("/healthz", tags=["operations"])
-    async def healthz() -> dict[str, str]:
-        """Liveness: the process serves requests."""
-        return {"status": "ok"}
-
-    @app.get("/readyz", tags=["operations"], responses={503: {"description": "broker not reachable"}})
-    async def readyz() -> JSONResponse:
-        """Readiness: the producer is connected to the broker."""
-        pub = state.get("publisher")
-        try:
-            async with asyncio.timeout(5):
-                ok = pub is not None and await pub.ready_async()
-        except TimeoutError:
-            ok = False
-        if ok:
-            return JSONResponse({"status": "ready"})
-        return JSONResponse(error_body("not_ready", "the broker is not reachable"), status_code=503)
-
-    @app.get("/metrics", tags=["operations"], response_class=Response)
-    async def metrics_endpoint() -> Response:
-        """Prometheus metrics of this process."""
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
-    # -- forms ------------------------------------------------------------------------------------
-    def check_form_id(form_id: str) -> None:
-        if not FORM_ID.match(form_id):
-            raise ApiError(404, "unknown_form", "no such form")
-
-    @app.get("/forms/{form_id}", response_class=HTMLResponse, tags=["forms"])
-    async def form_page(request: Request, form_id: str) -> HTMLResponse:
-        """The HTML feedback form in the form's language (score first; CSAT, comment, e-mail, consent optional)."""
-        check_form_id(form_id)
-        return pages.form(request, form_id)
-
-    @app.post(
-        "/forms/{form_id}", tags=["forms"], status_code=202,
-        openapi_extra={"requestBody": {"content": {
-            "application/x-www-form-urlencoded": {"schema": FormSubmission.model_json_schema()},
-            "multipart/form-data": {"schema": FormSubmission.model_json_schema()},
-            "application/json": {"schema": FormSubmission.model_json_schema()},
-        }, "required": True}},
-        responses={400: {}, 408: {}, 413: {}, 415: {}, 422: {}, 429: {}, 503: {}},
-    )
-    async def submit_form(request: Request, form_id: str) -> Response:
-        """Accept a form submission (a score, a comment, or both). A browser gets the thank-you page, or the
-        form again with its answers kept and a message (also for 408, 413, 429 and 503); an API client JSON."""
-        check_form_id(form_id)
-        metrics.RECEIVED.labels("webform").inc()
-        media = media_type(request)
-        browser = not is_json(media) and "text/html" in request.headers.get("accept", "")
-        fields: dict[str, Any] | None = None
-
-        async def read_fields() -> dict[str, Any]:
-            body = await read_limited(request, settings.max_record_bytes, settings.body_timeout_seconds)
-            return await parse_form_body(request, media, body)
-
-        try:
-            try:
-                form_limiter.check(request, f"form:{form_id}")
-            except ApiError:
-                if browser:  # the 429 page keeps the answers: read them (bounded) before refusing
-                    with contextlib.suppress(ApiError):
-                        fields = await read_fields()
-                raise
-            fields = await read_fields()
-            submission = FormSubmission.model_validate(fields)
-            record = form_record(form_id, submission, customer_key, sealer, pages.texts.language(form_id))
-            if not submission.website:  # honeypot: bots fill hidden fields; answered as if accepted
-                await publish([record], "webform")
-        except ValidationError as exc:
-            if browser:
-                metrics.REJECTED.labels("webform", "validation_failed").inc()
-                errors = field_errors(exc, pages.texts.texts(form_id))
-                return pages.form(request, form_id, kept_values(fields or {}), errors, status=422)
-            return reject("webform", ApiError(422, "validation_failed", "the form has invalid fields",
-                                              _validation_details(exc)))
-        except ApiError as exc:
-            if browser:
-                metrics.REJECTED.labels("webform", exc.error).inc()
-                return pages.error(request, form_id, exc, fields)
-            return reject("webform", exc)
-        if submission.website:
-            metrics.REJECTED.labels("webform", "honeypot").inc()
-            return _form_answer(request, browser, form_id, [], False)
-        return _form_answer(request, browser, form_id, [str(record.feedback_id)], submission.consent)
-
-    def _form_answer(request: Request, browser: bool, form_id: str, ids: list[str], consent: bool) -> Response:
-        if browser:
-            return pages.thanks(request, form_id, consent)
-        return JSONResponse({"accepted": len(ids), "feedback_ids": ids}, status_code=202)
-
-    # -- events API -------------------------------------------------------------------------------
-    @app.post(
-        "/v1/events", tags=["events"], status_code=202,
-        openapi_extra={"requestBody": {"content": {"application/json": {"schema": {
-            "oneOf": [{"$ref": "#/components/schemas/FeedbackRecord"},
-                      {"type": "array", "items": {"$ref": "#/components/schemas/FeedbackRecord"},
-                       "maxItems": settings.max_records_per_request}]}}}, "required": True}},
-        responses={400: {}, 401: {}, 408: {}, 413: {}, 415: {}, 422: {}, 503: {}},
-    )
+    @router.post("/v1/events", status_code=202,
+                 openapi_extra={"requestBody": {"content": {"application/json": {"schema": body_schema}},
+                                                "required": True}},
+                 responses={400: {}, 401: {}, 408: {}, 413: {}, 415: {}, 422: {}, 503: {}})
     async def events(request: Request) -> JSONResponse:
         """One feedback record or an array of them, validated against the published schema."""
         metrics.RECEIVED.labels("event").inc()
@@ -324,11 +202,47 @@ def create_app(settings: HttpSettings, publisher: Publisher | AsyncPublisher | N
         return JSONResponse({"accepted": len(records), "feedback_ids": [str(r.feedback_id) for r in records]},
                             status_code=202)
 
+    return router
+
+
+def create_app(settings: HttpSettings, publisher: Publisher | AsyncPublisher | None = None) -> FastAPI:
+    """The public ASGI app; ``publisher`` is created at start-up unless one is given (tests, bench).
+
+    Its own publisher is an :class:`~pipeline.async_publisher.AsyncPublisher` (aiokafka on the
+    service's event loop); a given one may also be a kafka-python :class:`Publisher`: the routes
+    only need ``publish_async`` and ``ready_async``. With ``FEEDBACK_HTTP_INTERNAL_PORT`` the app
+    serves no ``/metrics``, ``/docs`` or ``/openapi.json``: :func:`create_internal_app`
+    (``app.state.internal``) does, on the internal port.
+    """
+    tokens = security.parse_api_tokens([t.get_secret_value() for t in settings.api_tokens])
+    security.check_exposure(settings.http_host, tokens, settings.allow_anonymous_events)
+    sealer = ContactSealer(settings.contact_key)  # both ConfigError at start-up when invalid
+    pages = FormPages(templates, FormTexts.load(settings.forms_file), consent=sealer.enabled)
+    state: dict[str, Any] = {}
+    publishing = Publishing(settings, state)
+    separate = settings.http_internal_port is not None
+    app = FastAPI(title=TITLE, version="1", lifespan=_lifespan(settings, publisher, state),
+                  description="Feedback forms and the event API of the customer-feedback pipeline.",
+                  docs_url=None, redoc_url=None, openapi_url=None if separate else "/openapi.json")
+    security.install(app, settings)
+    _install_error_handlers(app)
+    app.state.publish = publishing.publish  # the webhook routes (connectors.http.webhooks) publish through it too
+    app.include_router(operations_router(state, with_metrics=not separate))
+    forms = FormService(settings, pages, settings.customer_key(), sealer,
+                        security.FormRateLimiter(settings.form_rate_limit, settings.trust_proxy),
+                        publishing.publish, read_limited)
+    app.include_router(form_router(forms))
+    events = _events_router(settings, tokens, publishing.publish)
+    app.include_router(events)
     webhooks = create_webhook_router(settings, read_limited)  # every registered feedback.webhooks source
     app.include_router(webhooks)
-    _serve_directly(app, [*app.router.routes, *webhooks.routes], HOT_PATHS)
+    _serve_directly(app, [*events.routes, *webhooks.routes], HOT_PATHS)
     app.openapi_schema = None
     _add_record_schema(app)
+    if separate:
+        app.state.internal = create_internal_app(app.openapi, state, settings)
+    elif settings.http_docs:
+        add_docs(app, "/openapi.json")
     return app
 
 
@@ -369,7 +283,7 @@ def validate_event(index: int, item: Any, max_bytes: int, token: security.ApiTok
         record = FeedbackRecord.model_validate(item)
     except ValidationError as exc:
         raise ApiError(422, "validation_failed", "a record does not follow the schema",
-                       _validation_details(exc, index)) from exc
+                       validation_details(exc, index)) from exc
     return security.check_event_time(index, record)
 
 

@@ -79,16 +79,22 @@ def _env(objects: list[dict[str, Any]], container: dict[str, Any]) -> dict[str, 
             env.update(configmaps[source["configMapRef"]["name"]]["data"])
         if "secretRef" in source:
             env.update(secrets[source["secretRef"]["name"]]["stringData"])
-    env.update({e["name"]: e["value"] for e in container.get("env", [])})
+    for e in container.get("env", []):
+        if "value" in e:
+            env[e["name"]] = e["value"]
+        else:  # a key of a Secret (valueFrom.secretKeyRef)
+            ref = e["valueFrom"]["secretKeyRef"]
+            env[e["name"]] = secrets[ref["name"]]["stringData"][ref["key"]]
     return env
 
 
 def test_each_workload_runs_a_real_command_with_real_settings(objects: list[dict[str, Any]]) -> None:
     workloads = {**_by_kind(objects, "Deployment"), **_by_kind(objects, "Job")}
     assert {"feedback-http", "feedback-processor", "feedback-sink-warehouse", "feedback-sink-alerts",
-            "feedback-connector-email", "feedback-migrate"} <= set(workloads)
+            "feedback-sink-followups", "feedback-connector-email", "feedback-migrate"} <= set(workloads)
     shared = {**_by_kind(objects, "ConfigMap")["feedback-config"]["data"],
-              **_by_kind(objects, "Secret")["feedback-secrets"]["stringData"]}
+              **_by_kind(objects, "Secret")["feedback-secrets"]["stringData"],
+              **_by_kind(objects, "Secret")["feedback-followups"]["stringData"]}
     assert set(shared) <= known_env_names(), sorted(set(shared) - known_env_names())
     for name, obj in workloads.items():
         container = _container(obj)
@@ -118,7 +124,8 @@ def test_probes_resources_and_security(objects: list[dict[str, Any]]) -> None:
         mounts = {m["mountPath"] for m in container["volumeMounts"]}
         assert {"/data", "/tmp"} <= mounts, f"{name}: FEEDBACK_DATA_DIR and /tmp must be writable"
         annotations = deployment["spec"]["template"]["metadata"]["annotations"]
-        assert annotations["prometheus.io/port"] == str(ports[live["port"]]), name
+        metrics_port = ports["internal"] if name == "feedback-http" else ports[live["port"]]
+        assert annotations["prometheus.io/port"] == str(metrics_port), name
         assert deployment["spec"]["selector"]["matchLabels"].items() <= \
             deployment["spec"]["template"]["metadata"]["labels"].items()
 
@@ -157,3 +164,43 @@ def test_http_service_ingress_hpa_and_pdbs_point_at_real_workloads(objects: list
 def test_no_real_secret_is_shipped(objects: list[dict[str, Any]]) -> None:
     for value in _by_kind(objects, "Secret")["feedback-secrets"]["stringData"].values():
         assert "CHANGE-ME" in value
+    followups = _by_kind(objects, "Secret")["feedback-followups"]["stringData"]
+    for key, value in followups.items():
+        assert "CHANGE-ME" in value or key == "FEEDBACK_FOLLOWUP_TARGET", key
+
+
+def test_the_followup_sink_and_the_form_share_the_contact_key_from_a_secret(objects: list[dict[str, Any]]) -> None:
+    """The follow-up sink runs like the other sinks, its secrets only from the Secret; the HTTP service
+    reads the same contact key (optional: without the Secret the form offers no contact)."""
+    deployments = _by_kind(objects, "Deployment")
+    sink = _container(deployments["feedback-sink-followups"])
+    assert sink["args"] == ["sink", "followups"] and deployments["feedback-sink-followups"]["spec"]["replicas"] == 1
+    assert {"secretRef": {"name": "feedback-followups"}} in sink["envFrom"]
+    assert not any(e["name"] in ("FEEDBACK_CONTACT_KEY", "FEEDBACK_FOLLOWUP_TOKEN") for e in sink.get("env", []))
+    from sinks.followups.sink import FollowupSettings
+
+    env = {k: v for k, v in _env(objects, sink).items()  # the shared placeholders are the test above's
+           if k in env_names(FollowupSettings) and k != "FEEDBACK_CUSTOMER_HASH_KEY"}
+    settings = validate_env(FollowupSettings, env, "feedback-sink-followups")
+    assert isinstance(settings, FollowupSettings) and settings.followup_target == "zendesk"
+    assert settings.contact_key is not None and "CHANGE-ME" in settings.contact_key.get_secret_value()
+    http = _container(deployments["feedback-http"])
+    [key] = [e for e in http["env"] if e["name"] == "FEEDBACK_CONTACT_KEY"]
+    assert key["valueFrom"]["secretKeyRef"] == {"name": "feedback-followups", "key": "FEEDBACK_CONTACT_KEY",
+                                                "optional": True}
+
+
+def test_the_http_service_keeps_metrics_and_docs_on_its_internal_port(objects: list[dict[str, Any]]) -> None:
+    """/metrics, /docs and /openapi.json on the internal port, which no Service or Ingress exposes;
+    the client address from the Ingress's X-Forwarded-For."""
+    deployment = _by_kind(objects, "Deployment")["feedback-http"]
+    container = _container(deployment)
+    env = _env(objects, container)
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert env["FEEDBACK_HTTP_INTERNAL_PORT"] == str(ports["internal"]) != env["FEEDBACK_HTTP_PORT"]
+    assert env["FEEDBACK_METRICS_HOST"] == "0.0.0.0"  # Prometheus scrapes the pod
+    assert env["FEEDBACK_TRUST_PROXY"] == "true"
+    service = _by_kind(objects, "Service")["feedback-http"]
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"]
+    paths = [p["path"] for p in _by_kind(objects, "Ingress")["feedback-http"]["spec"]["rules"][0]["http"]["paths"]]
+    assert not {"/metrics", "/docs", "/openapi.json", "/"} & set(paths)
