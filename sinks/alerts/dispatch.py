@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from prometheus_client import Gauge
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
@@ -32,6 +33,12 @@ from sinks.alerts import incidents, store
 from sinks.alerts.channels import Channel, DeliveryError
 
 log = get_logger(__name__)
+
+#: Open incidents for Prometheus (deploy/prometheus/rules.yml: FeedbackIncidentOpen); every severity x
+#: status is exported, 0 when there is none, so a rule sees the series fall back to 0.
+OPEN_INCIDENTS = Gauge("feedback_open_incidents", "Incidents open or acknowledged, by severity and status.",
+                       ["severity", "status"])
+SEVERITIES = ("info", "warning", "critical")
 
 #: Events the notification channels get (the alerts topic gets every event).
 NOTIFY_EVENTS = frozenset({"opened", "reopened", "escalated", "acknowledged", "resolved", "note"})
@@ -124,6 +131,10 @@ class Dispatcher:
         with self.engine.connect() as conn:
             rows = store.alert_gauge_rows(conn)
             pending = store.pending_counts(conn)
+            open_incidents = store.open_incident_counts(conn)
+        for severity in SEVERITIES:
+            for status in ("open", "acknowledged"):
+                OPEN_INCIDENTS.labels(severity, status).set(open_incidents.get((severity, status), 0))
         current: set[tuple[str, str, str, str]] = set()
         for signal, scope_type, scope_value, severity, active in rows:
             labels = (signal, scope_type, scope_value, severity)

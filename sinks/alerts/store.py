@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 
 from sinks.alerts.detector import Entry, WindowStats
 from sinks.alerts.lifecycle import ACTIVE, AlertState
-from sinks.warehouse.alerts import AlertDeliveryRow, AlertHistoryRow, AlertRow, SignalWindowRow
+from sinks.warehouse.alerts import AlertDeliveryRow, AlertHistoryRow, AlertRow, IncidentRow, SignalWindowRow
 from sinks.warehouse.db import migrate
 
 W: Table = SignalWindowRow.__table__  # type: ignore[assignment]
@@ -271,3 +271,11 @@ def alert_gauge_rows(conn: Connection) -> list[tuple[str, str, str, str, int]]:
         latest, and_(A.c.signal == latest.c.signal, A.c.scope_type == latest.c.scope_type,
                      A.c.scope_value == latest.c.scope_value, A.c.opened_at == latest.c.opened)))
     return [(r.signal, r.scope_type, r.scope_value, r.severity, int(r.status in ACTIVE)) for r in rows]
+
+
+def open_incident_counts(conn: Connection) -> dict[tuple[str, str], int]:
+    """(severity, status) -> how many incidents are open or acknowledged."""
+    inc: Table = IncidentRow.__table__  # type: ignore[assignment]
+    rows = conn.execute(select(inc.c.severity, inc.c.status, func.count()).where(inc.c.status.in_(ACTIVE))
+                        .group_by(inc.c.severity, inc.c.status))
+    return {(str(sev), str(status)): int(n) for sev, status, n in rows}

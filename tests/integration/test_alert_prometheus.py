@@ -13,6 +13,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 import pipeline.metrics  # noqa: F401 - registers every feedback_* metric
+import sinks.alerts.dispatch  # noqa: F401 - registers the alert sink's own (feedback_open_incidents)
 from tests.conftest import require
 
 pytestmark = pytest.mark.integration
@@ -28,7 +29,7 @@ def test_promtool_checks_and_unit_tests_the_rules() -> None:
     require(shutil.which("promtool") is not None, "promtool (Debian package prometheus)")
     checked = run("promtool", "check", "rules", "rules.yml")
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 9 rules found" in checked.stdout
+    assert "SUCCESS: 10 rules found" in checked.stdout  # FeedbackIncidentOpen is the tenth
     tested = run("promtool", "test", "rules", "rules_test.yml")
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert "SUCCESS" in tested.stdout
@@ -50,5 +51,5 @@ def test_every_metric_a_rule_uses_is_exported_by_the_pipeline() -> None:
     text = (DEPLOY / "rules.yml").read_text()
     used = set(re.findall(r"\bfeedback_[a-z_]+\b", text)) - {"feedback_pipeline"}
     assert {"feedback_alert_active", "feedback_accepted_total", "feedback_dead_lettered_total",
-            "feedback_alert_outbox_pending", "feedback_consumer_lag"} <= used
+            "feedback_alert_outbox_pending", "feedback_consumer_lag", "feedback_open_incidents"} <= used
     assert used <= names, used - names

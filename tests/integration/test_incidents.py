@@ -170,3 +170,33 @@ def test_choose_driver_prefers_the_most_specific_scope_that_explains_the_shift()
             ("category", "b"): e(200, 60, 40.0), ("category", "c"): e(200, 60, 40.0), ("category", "d"): e(200, 60,
                                                                                                              40.0)}
     assert incidents.choose_driver(thin, ("overall", "all")).scope == ("overall", "all")
+
+
+def test_open_incident_gauge_follows_the_warehouse(alert_db: str) -> None:  # noqa: F811
+    """feedback_open_incidents{severity,status}: what deploy/prometheus/rules.yml's FeedbackIncidentOpen reads."""
+    from prometheus_client import REGISTRY
+
+    engine = make_engine(alert_db)
+    dispatcher = Dispatcher(engine, [])
+    now = datetime.now(UTC)
+
+    def gauge(severity: str, status: str) -> float | None:
+        return REGISTRY.get_sample_value("feedback_open_incidents", {"severity": severity, "status": status})
+
+    try:
+        ids = [uuid.uuid4() for _ in range(4)]
+        with engine.begin() as conn:
+            for iid, (status, severity) in zip(ids, [("open", "critical"), ("open", "warning"), ("open", "warning"),
+                                                     ("resolved", "critical")], strict=True):
+                conn.execute(incidents.INC.insert().values(
+                    incident_id=iid, kind="signal", status=status, severity=severity, driver_scope_type="category",
+                    driver_scope_value="delivery", signals=["negative_share"], started_at=now, opened_at=now,
+                    updated_at=now, summary="test", examples=[]))
+        dispatcher.refresh_gauges()
+        assert (gauge("critical", "open"), gauge("warning", "open"), gauge("info", "open")) == (1.0, 2.0, 0.0)
+        assert gauge("critical", "acknowledged") == 0.0  # the resolved one is not counted
+        admin.act_any(engine, str(ids[0]), "acknowledged", "anna", "on it")
+        dispatcher.refresh_gauges()
+        assert (gauge("critical", "open"), gauge("critical", "acknowledged")) == (0.0, 1.0)
+    finally:
+        engine.dispose()
