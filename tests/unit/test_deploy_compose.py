@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 COMPOSE = DEPLOY / "docker-compose.yml"
 ENV_EXAMPLE = DEPLOY / ".env.example"
-REQUIRED_SECRETS = {"POSTGRES_PASSWORD": "pw-for-test", "FEEDBACK_CUSTOMER_HASH_KEY": "key-for-test",
+REQUIRED_SECRETS = {"POSTGRES_PASSWORD": "pw-for-test",  # a customer-hash key as an operator makes one (32+ bytes)
+                    "FEEDBACK_CUSTOMER_HASH_KEY": "3b9f0c6e1d8a47f25c0e9b7a1f4d2c6e8a0b3d5f7c9e1a2b4d6f8e0c2a4b6d8f",
                     "GRAFANA_ADMIN_PASSWORD": "admin-for-test", "FEEDBACK_API_TOKENS": "ingest:tok-for-test"}
 #: Services whose scrape job deploy/prometheus/prometheus.yml (another owner's file) does not have yet.
 AWAITING_SCRAPE = {"sink-followups"}

@@ -13,11 +13,14 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from pipeline.errors import ConfigError
 from tests.conftest import require
 from tests.unit.test_deploy_cli import cli_command, env_names, known_env_names, settings_class, validate_env
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
+#: A customer-hash key as an operator makes one (the Secret ships a placeholder the settings refuse).
+OPERATOR_KEY = "3b9f0c6e1d8a47f25c0e9b7a1f4d2c6e8a0b3d5f7c9e1a2b4d6f8e0c2a4b6d8f"
 K8S_VERSION = "1.30.0"  # the oldest Kubernetes release the manifests promise to work on
 
 
@@ -96,6 +99,9 @@ def test_each_workload_runs_a_real_command_with_real_settings(objects: list[dict
               **_by_kind(objects, "Secret")["feedback-secrets"]["stringData"],
               **_by_kind(objects, "Secret")["feedback-followups"]["stringData"]}
     assert set(shared) <= known_env_names(), sorted(set(shared) - known_env_names())
+    placeholder = shared["FEEDBACK_CUSTOMER_HASH_KEY"]
+    with pytest.raises(ConfigError, match="FEEDBACK_CUSTOMER_HASH_KEY"):  # the shipped placeholder never starts
+        validate_env(settings_class(cli_command(["migrate"])), {"FEEDBACK_CUSTOMER_HASH_KEY": placeholder}, "secret")
     for name, obj in workloads.items():
         container = _container(obj)
         assert container["image"] == "feedback-pipeline:0.1.0", name  # the kustomize image override applied
@@ -103,6 +109,8 @@ def test_each_workload_runs_a_real_command_with_real_settings(objects: list[dict
         own = {e["name"] for e in container.get("env", [])}
         assert own <= env_names(cls), f"{name}: {sorted(own - env_names(cls))} are not settings of {cls.__name__}"
         env = {k: v for k, v in _env(objects, container).items() if k in env_names(cls)}
+        if env.get("FEEDBACK_CUSTOMER_HASH_KEY") == placeholder:  # replaced as an operator would
+            env["FEEDBACK_CUSTOMER_HASH_KEY"] = OPERATOR_KEY
         validate_env(cls, env, f"workload {name}")
 
 
