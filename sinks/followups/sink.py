@@ -51,7 +51,7 @@ class FollowupSettings(SinkSettings):
     followup_incident_max: int = Field(default=10, ge=1, le=1000, description="Follow-ups per incident at most.")
     followup_poll_seconds: float = Field(default=60.0, ge=0, description="How often the warehouse is asked for "
                                          "incidents and pending follow-ups.")
-    metrics_port: int = metrics_port_field(9105, "FEEDBACK_FOLLOWUP_METRICS_PORT")
+    metrics_port: int = metrics_port_field(9106, "FEEDBACK_FOLLOWUP_METRICS_PORT")  # 9105: the Zendesk poller
 
     @model_validator(mode="after")
     def _complete(self) -> FollowupSettings:
