@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 DEV_STAMP := $(VENV)/.dev-installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install install-dev run test test-kafka lock audit unit integration bench eval loadtest lint clean
+.PHONY: install install-dev run test test-kafka lock audit unit integration bench eval alert-eval loadtest lint clean
 
 # The product alone (what `make run` needs): no test, bench or lint tools.
 $(STAMP): pyproject.toml
@@ -71,6 +71,10 @@ bench: $(DEV_STAMP)
 EVAL_CACHE ?= $(or $(TMPDIR),/tmp)/feedback-eval-data
 eval: $(STAMP)
 	$(BIN)/python -m processors.eval_run --cache $(EVAL_CACHE) --json $(EVAL_CACHE)/results.json $(if $(TUNE),--tune)
+
+## Score signals' detection delay and false alarms by volume (docs/alerts.md); 22 min on a loaded 2-core machine.
+alert-eval: $(DEV_STAMP)
+	$(BIN)/python -m tests.bench.score_backtest --seeds 10 --months 4
 
 ## Five minutes of sustained HTTP load (wrk) while the pipeline drains into PostgreSQL.
 loadtest: $(DEV_STAMP)
