@@ -111,6 +111,9 @@ class CommonSettings(BaseSettings):
     topic_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$")
     topic_partitions: int = Field(default=6, ge=1, le=1000)
     topic_replication: int = Field(default=1, ge=1, le=10)
+    topic_retention_hours: float = Field(
+        default=168.0, gt=0, le=87_600, description="Retention of the raw, enriched and dead-letter topics, set "
+        "when they are created: the erasure horizon (an erased customer's records leave Kafka within it).")
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     kafka_sasl_username: str | None = None

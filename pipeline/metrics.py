@@ -218,6 +218,9 @@ IMPORT_ROWS = Counter(
 REPLAYED = Counter(
     "feedback_replayed_total", "Dead letters looked at by `feedback replay`, by outcome.", ["outcome"]
 )
+ERASED_DROPPED = Counter(
+    "feedback_erased_dropped_total", "Records of erased customers not written back (the erasure ledger), by stage.",
+    ["stage"])
 RETENTION_DELETED = Counter(
     "feedback_retention_deleted_total", "Warehouse rows deleted by purge or erasure.", ["action", "table"]
 )

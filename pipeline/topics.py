@@ -75,9 +75,13 @@ def ensure_topics(settings: CommonSettings, timeout: float = 30.0) -> Topics:
             existing = set(admin.list_topics())
             missing = [t for t in topics.all() if t not in existing]
             if missing:
+                # raw, enriched and DLQ topics hold customers' words unredacted or keyed: their retention is
+                # the erasure horizon (FEEDBACK_TOPIC_RETENTION_HOURS, docs/security.md)
+                retention = {"retention.ms": str(int(settings.topic_retention_hours * 3_600_000))}
                 new = [
                     NewTopic(t, num_partitions=settings.topic_partitions,
-                             replication_factor=settings.topic_replication)
+                             replication_factor=settings.topic_replication,
+                             topic_configs=retention if t in (topics.raw, topics.enriched, topics.dlq) else {})
                     for t in missing
                 ]
                 with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race

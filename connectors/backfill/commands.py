@@ -184,6 +184,7 @@ def replay_command(
     verb = "would replay" if dry_run else "replayed"
     console.print(f"dead letters read {summary.read}, matching {summary.matched}: {verb} {summary.replayed}, "
                   f"already written {summary.already_written}, still invalid {summary.still_invalid}, "
-                  f"older duplicates {summary.superseded}" + (f", exported {summary.exported}" if export else ""))
+                  f"older duplicates {summary.superseded}, of erased customers {summary.erased}"
+                  + (f", exported {summary.exported}" if export else ""))
     for item in summary.invalid[:10]:
         console.print(f"  still invalid {item['dead_letter_id']} ({item['stage']}/{item['reason']}): {item['error']}")

@@ -99,6 +99,25 @@ class WarehouseIds:
                     feedback_id.in_(ids[i : i + 500]))).scalars())
         return found
 
+    def erased(self, refs: Iterable[str | None]) -> set[str]:
+        """The customer references of ``refs`` in the warehouse's erasure ledger (``feedback erase``);
+        empty when the warehouse or its ledger cannot be asked (the warehouse sink checks it again)."""
+        wanted = sorted({r for r in refs if r})
+        if self.engine is None or not wanted:
+            return set()
+        from sqlalchemy import String, column, inspect, select, table
+
+        if "erasure_ledger" not in inspect(self.engine).get_table_names():
+            return set()
+        erased_ref = column("erased_ref", String)
+        ledger = table("erasure_ledger", erased_ref)
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for i in range(0, len(wanted), 500):
+                found.update(conn.execute(select(erased_ref).select_from(ledger).where(
+                    erased_ref.in_(wanted[i : i + 500]))).scalars())
+        return found
+
     def close(self) -> None:
         if self.engine is not None:
             self.engine.dispose()

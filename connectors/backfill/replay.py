@@ -115,6 +115,7 @@ class ReplaySummary:
     still_invalid: int = 0
     already_written: int = 0
     superseded: int = 0
+    erased: int = 0
     exported: int = 0
     dry_run: bool = False
     invalid: list[dict[str, str]] = field(default_factory=list)
@@ -123,7 +124,8 @@ class ReplaySummary:
     def as_dict(self) -> dict[str, Any]:
         return {"read": self.read, "matched": self.matched, "replayed": self.replayed,
                 "still_invalid": self.still_invalid, "already_written": self.already_written,
-                "superseded": self.superseded, "exported": self.exported, "dry_run": self.dry_run,
+                "superseded": self.superseded, "erased": self.erased, "exported": self.exported,
+                "dry_run": self.dry_run,
                 "by_stage": dict(self.by_stage)}
 
 
@@ -196,7 +198,13 @@ def replay(settings: CommonSettings, letters: list[DeadLetter], fixes: dict[uuid
             continue
         candidates.append((letter, *target))
     written = known.existing(r.feedback_id for _, _, r in candidates) if known else set()  # type: ignore[misc]
+    erased = known.erased(r.customer_ref for _, _, r in candidates) if known else set()
     for letter, topic, record in candidates:
+        if record.customer_ref in erased:  # `feedback erase` ran for this customer: never brought back
+            summary.erased += 1
+            metrics.REPLAYED.labels("erased").inc()
+            metrics.ERASED_DROPPED.labels("replay").inc()
+            continue
         if record.feedback_id in written:
             summary.already_written += 1
             metrics.REPLAYED.labels("already_written").inc()

@@ -31,6 +31,7 @@ from pipeline.schema import EnrichedFeedback
 from pipeline.sink_runner import KafkaInput, Rejected, Sink, SinkRunner, serve_until_stopped
 from pipeline.topics import Topics, ensure_topics
 from sinks.warehouse.db import explain, make_engine, migrate
+from sinks.warehouse.ledger import ErasureLedger
 from sinks.warehouse.writer import WarehouseWriter
 
 log = get_logger(__name__)
@@ -52,6 +53,7 @@ class WarehouseSink(Sink[EnrichedFeedback]):
         self.settings = settings
         self.engine = make_engine(settings.database_url)
         self.writer = WarehouseWriter(self.engine)
+        self.ledger = ErasureLedger(self.engine)  # erased customers, read once per batch (sinks/warehouse/ledger.py)
 
     def setup(self) -> None:
         """Migrations at start-up; a database that is down (or read-only) is waited for, not crashed on."""
@@ -66,7 +68,8 @@ class WarehouseSink(Sink[EnrichedFeedback]):
         return EnrichedFeedback.model_validate_json(value)
 
     def write(self, items: Sequence[EnrichedFeedback]) -> list[Rejected]:
-        result = self.writer.write_batch(items)
+        kept = self.ledger.kept(items)  # an erased customer's records are dropped, counted, never written back
+        result = self.writer.write_batch(kept)
         metrics.WRITTEN.labels("feedback").inc(result.written)
         position = {id(item): index for index, item in enumerate(items)}
         rejected = [Rejected(position[id(r.item)], r.reason, r.detail) for r in result.rejected]
@@ -74,7 +77,7 @@ class WarehouseSink(Sink[EnrichedFeedback]):
             log.warning("records rejected by the warehouse", count=len(rejected),
                         reasons=sorted({r.reason for r in rejected}))
         refused = {r.index for r in rejected}
-        write_contacts(self.engine, [item for n, item in enumerate(items) if n not in refused])
+        write_contacts(self.engine, [item for item in kept if position[id(item)] not in refused])
         now = datetime.now(UTC)
         for item in items:
             metrics.END_TO_END.observe(max(0.0, (now - item.received_at).total_seconds()))

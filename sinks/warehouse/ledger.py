@@ -7,14 +7,22 @@ retention runs out) are never written back. The ledger holds keyed hashes only, 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, DateTime, Engine, Integer, String, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapped, mapped_column
 
+from pipeline import metrics
+from pipeline.errors import TransientError
+from pipeline.logging import get_logger
+from pipeline.schema import FeedbackRecord
 from sinks.warehouse.models import Base
+
+log = get_logger(__name__)
+R = TypeVar("R", bound=FeedbackRecord)
 
 
 class ErasedCustomer(Base):
@@ -51,13 +59,32 @@ class ErasureLedger:
         self._seq = 0
 
     def refresh(self) -> None:
+        """Read the rows added since the last call; a database that cannot be read is a TransientError."""
         table: Any = ErasedCustomer.__table__
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(table.c.seq, table.c.erased_ref).where(table.c.seq > self._seq)
-                                .order_by(table.c.seq)).all()
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(select(table.c.seq, table.c.erased_ref).where(table.c.seq > self._seq)
+                                    .order_by(table.c.seq)).all()
+        except DBAPIError as exc:
+            raise TransientError(f"erasure ledger not readable: {str(exc.orig)[:300]}", retry_after=None) from exc
         for seq, ref in rows:
             self._refs.add(ref)
             self._seq = max(self._seq, seq)
+
+    def kept(self, items: Sequence[R], stage: str = "sink") -> list[R]:
+        """``items`` without the records of erased customers (ledger refreshed once); each dropped record
+        is counted and logged by its feedback id only (no customer reference, no text)."""
+        self.refresh()
+        if not self._refs:
+            return list(items)
+        out = []
+        for item in items:
+            if self.is_erased(item.customer_ref):
+                metrics.ERASED_DROPPED.labels(stage).inc()
+                log.info("record of an erased customer dropped", feedback_id=str(item.feedback_id), stage=stage)
+            else:
+                out.append(item)
+        return out
 
     def is_erased(self, customer_ref: str | None) -> bool:
         return bool(customer_ref) and customer_ref in self._refs

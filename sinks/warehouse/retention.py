@@ -14,9 +14,10 @@ What is personal here, and what each action does with it (checked table by table
 - ``signal_windows``, ``alerts``, ``alert_history``, ``alert_deliveries``: aggregates (counts, means,
   detector summaries) that hold no customer reference or text; they are kept.
 
-Erasure never writes the customer's reference into the warehouse: the log row says
-``customer_ref=<erased>``; the structured log line carries the keyed hash (not the address) so
-the request can be traced in the operator's logs.
+Erasure writes the customer's reference (the keyed hash, never the address) in one place only: the
+erasure ledger (:mod:`sinks.warehouse.ledger`), which the warehouse sink and DLQ replay check so that
+records still in Kafka are not written back. The log row says ``customer_ref=<erased>``; the structured
+log line carries the keyed hash so the request can be traced in the operator's logs.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from sqlalchemy import Connection, DateTime, Engine, bindparam, inspect, text
 from pipeline import metrics
 from pipeline.logging import get_logger
 from sinks.warehouse.analytics import RetentionLog, refresh_customers
+from sinks.warehouse.ledger import record_erased
 
 
 @dataclass
@@ -42,6 +44,7 @@ class RetentionResult:
     deleted: dict[str, int] = field(default_factory=dict)
     dry_run: bool = False
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    ledgered: int = 0  # customer references added to the erasure ledger
 
     @property
     def total(self) -> int:
@@ -49,7 +52,8 @@ class RetentionResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {"action": self.action, "criteria": self.criteria, "deleted": dict(self.deleted),
-                "total": self.total, "dry_run": self.dry_run, "at": self.at.isoformat()}
+                "total": self.total, "dry_run": self.dry_run, "at": self.at.isoformat(),
+                **({"ledgered": self.ledgered} if self.action == "erase" else {})}
 
 
 def _typed(sql: str) -> Any:
@@ -144,6 +148,8 @@ def erase(engine: Engine, customer_refs: Sequence[str], *, actor: str | None = N
         where = "customer_ref IN :refs" + (" OR thread_ref IN :threads" if threads else "")
         stmt_params = {**params, "threads": threads} if threads else params
         _delete_feedback_expanding(conn, tables, where, stmt_params, result)
+        if "erasure_ledger" in tables:  # so nothing writes them back from Kafka (sink, DLQ replay)
+            result.ledgered = record_erased(conn, refs)
         for table, cols in sorted(tables.items()):
             if table != "feedback" and "customer_ref" in cols:
                 _add(result, table, conn.execute(
