@@ -1,6 +1,9 @@
 """Detection delay and false alarms of the score signals (NPS, CSAT, mean sentiment) by volume (docs/alerts.md).
 
-    python -m tests.bench.score_backtest [--seeds 10] [--months 6] [--out FILE.md]   (make alert-eval)
+    python -m tests.bench.score_backtest [--seeds 10] [--months 6] [--out FILE.md] [--baseline]   (make alert-eval)
+
+``--baseline`` runs the same data through the SPC charts alone (Shewhart + EWMA from 30 responses a
+window: how the score signals were judged before the score charts).
 
 Synthetic hourly windows of one scope run through :func:`sinks.alerts.cusum.judge_window` (the
 alert sink's own verdict, default settings: the Shewhart/EWMA charts from 30 responses a window,
@@ -28,10 +31,11 @@ import platform
 import random
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sinks.alerts.cusum import judge_window
-from sinks.alerts.detector import DetectorConfig, Entry, History, WindowStats
+from sinks.alerts.detector import Detection, DetectorConfig, Entry, History, WindowStats, evaluate_all
 from tests.bench.alert_backtest import hourly_mean, poisson
 
 HOUR = 3600
@@ -66,6 +70,10 @@ def window(rng: random.Random, start: float, n: int, size: int | None, day: tupl
                        csat_std=math.sqrt(max(0.0, sum(x * x for x in scores) / n - c * c)))
 
 
+#: --baseline: the SPC charts alone (what judged the score signals before the score charts)
+JUDGE: dict[str, Callable[[WindowStats, History, DetectorConfig], dict[str, Detection]]] = {"judge": judge_window}
+
+
 def run(per_day: float, hours: int, seed: int, onset: int | None = None, size: int | None = None,
         cfg: DetectorConfig | None = None) -> dict[str, list[tuple[int, str]]]:
     """Per score signal, (hour, state) of every judged window; stops once every signal was out after ``onset``."""
@@ -83,7 +91,7 @@ def run(per_day: float, hours: int, seed: int, onset: int | None = None, size: i
             continue
         shifted = size if onset is not None and t >= onset else None
         ws = window(rng, float(t * HOUR), n, shifted, day)
-        verdict = judge_window(ws, hist, cfg)
+        verdict = JUDGE["judge"](ws, hist, cfg)
         for s in SIGNALS:
             out[s].append((t, verdict[s].state))
             if onset is not None and t >= onset and verdict[s].state == "out":
@@ -152,7 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--months", type=int, default=6)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--baseline", action="store_true", help="the SPC charts alone (before the score charts)")
     args = ap.parse_args(argv)
+    if args.baseline:
+        JUDGE["judge"] = evaluate_all
     started = time.perf_counter()
     delays = delay_rows(args.seeds)
     false = false_alarm_rows(args.seeds, args.months)
@@ -160,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     units = {"mean_sentiment": ("Mean sentiment", "{:g}"), "nps": ("NPS", "{:g} points"), "csat": ("CSAT", "{:g}")}
     parts = [f"Measured {datetime.now(UTC):%Y-%m-%d} on {platform.machine()} "
              f"({platform.python_implementation()} {platform.python_version()}), {args.seeds} seeds, {took:.0f} s: "
-             f"`python -m tests.bench.score_backtest --seeds {args.seeds} --months {args.months}`"]
+             f"`python -m tests.bench.score_backtest --seeds {args.seeds} --months {args.months}"
+             f"{' --baseline' if args.baseline else ''}`"]
     for s in SIGNALS:
         label, fmt = units[s]
         parts.append(f"{label}: detection delay (median / 90th percentile over {args.seeds} series)")
