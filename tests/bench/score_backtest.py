@@ -33,10 +33,11 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sinks.alerts.cusum import judge_window
 from sinks.alerts.detector import Detection, DetectorConfig, Entry, History, WindowStats, evaluate_all
-from tests.bench.alert_backtest import hourly_mean, poisson
+from tests.bench.alert_backtest import _h, episodes, hourly_mean, markdown, poisson
 
 HOUR = 3600
 WARM_DAYS = 35
@@ -102,17 +103,6 @@ def run(per_day: float, hours: int, seed: int, onset: int | None = None, size: i
     return out
 
 
-def episodes(states: list[tuple[int, str]], after: int) -> int:
-    flags = [s == "out" for t, s in states if t >= after]
-    return sum(1 for i, f in enumerate(flags) if f and (i == 0 or not flags[i - 1]))
-
-
-def _h(hours: float) -> str:
-    if hours == math.inf:
-        return "missed"
-    return f"{hours:.0f} h" if hours < 48 else f"{hours / 24:.1f} d"
-
-
 def delay_rows(seeds: int) -> dict[str, list[list[str]]]:
     onset = WARM_DAYS * 24
     rows: dict[str, list[list[str]]] = {s: [] for s in SIGNALS}
@@ -150,11 +140,6 @@ def false_alarm_rows(seeds: int, months: int) -> list[list[str]]:
     return rows
 
 
-def markdown(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--seeds", type=int, default=10)
@@ -181,10 +166,9 @@ def main(argv: list[str] | None = None) -> int:
                  "episodes (per scope-month)")
     parts.append(markdown(["responses a day", "scope-months", *[units[s][0] for s in SIGNALS]], false))
     text = "\n\n".join(parts)
-    if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text + "\n")
     print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
     return 0
 
 
