@@ -57,7 +57,8 @@ def test_alert_sink_stores_windows_once_dead_letters_the_unreadable_and_stops_on
         wait_for(lambda: _count_windows(p) >= 2, 60, interval=0.5, what="two windows stored")
         letters = p.dead_letters(lambda d: d.stage == "alerts", expect=2, timeout=60)
         assert sorted(d.reason for d in letters) == ["invalid_signal_window", "invalid_signal_window"]
-        assert sorted(d.payload for d in letters) == sorted(['{"scope_type": "category"}', "not json"])  # the original bytes
+        # the original bytes
+        assert sorted(d.payload for d in letters) == sorted(['{"scope_type": "category"}', "not json"])
         assert all(d.topic == topic and d.offset is not None for d in letters)
         wait_for(lambda: p.metric("alerts", "feedback_dead_lettered_total", stage="alerts",
                                   reason="invalid_signal_window") >= 2, 30, what="dead letters counted")
