@@ -284,13 +284,15 @@ def incident(engine: Engine, status: str, scope: tuple[str, str], started: datet
 def test_incident_example_customers_get_one_followup(warehouse: Engine, saas: FakeSaaS, enricher: Enricher,
                                                      tmp_path: Path) -> None:
     now = datetime.now(UTC)
+    run = uuid.uuid4().hex[:6]  # unique addresses: an earlier test erased ann@example.org's customer
+    ann, dan = f"ann-{run}@example.org", f"dan-{run}@example.org"
     words = f"The courier left my parcel in the rain {uuid.uuid4().hex[:6]}"  # unique per run: shared warehouse
     scope = ("channel", f"form:{uuid.uuid4().hex[:8]}")
-    consenting = item(enricher, 8, "ann@example.org", words, channel=scope[1])  # a passive: no detractor rule
+    consenting = item(enricher, 8, ann, words, channel=scope[1])  # a passive: no detractor rule
     anonymous = item(enricher, 8, None, words, channel=scope[1])  # no consent: never contacted
     before = item(enricher, 8, "bob@example.org", words, channel=scope[1], event_time=now - timedelta(hours=3))
     elsewhere = item(enricher, 8, "cat@example.org", words)  # another channel than the driver's
-    detractor = item(enricher, 1, "dan@example.org", words, channel=scope[1])  # followed up as a detractor
+    detractor = item(enricher, 1, dan, words, channel=scope[1])  # followed up as a detractor
     other = item(enricher, 8, "eve@example.org", f"Refund took weeks {uuid.uuid4().hex[:6]}", channel=scope[1])
     items = [consenting, anonymous, before, elsewhere, detractor, other]
     store(warehouse, tmp_path, items)
@@ -311,7 +313,7 @@ def test_incident_example_customers_get_one_followup(warehouse: Engine, saas: Fa
     s.tick()  # again: nothing new
     row = trail(warehouse, consenting.feedback_id)
     assert (row.status, row.ticket_id, row.attempts) == ("created", "i-1", 2)
-    assert [r["body"]["email"] for r in saas.requests] == ["dan@example.org", "ann@example.org", "ann@example.org"]
+    assert [r["body"]["email"] for r in saas.requests] == [dan, ann, ann]
     assert words in saas.requests[2]["body"]["body"] and "incident" in saas.requests[2]["body"]["subject"]
     assert saas.requests[2]["headers"]["Idempotency-Key"] == str(consenting.feedback_id)
     for untouched in (anonymous, before, elsewhere, other):

@@ -20,6 +20,7 @@ from pipeline.broker import free_port, port_open
 from pipeline.config import HttpSettings
 from pipeline.publisher import Publisher
 from pipeline.topics import ensure_topics
+from tests.conftest import TEST_CUSTOMER_KEY
 from tests.integration.harness import wait_for
 
 pytestmark = pytest.mark.integration
@@ -31,7 +32,7 @@ def make_client(kafka_bootstrap: str, tmp_path: Path) -> Iterator:  # type: igno
 
     def make(**extra: object) -> TestClient:
         settings = HttpSettings(kafka_bootstrap=kafka_bootstrap, data_dir=tmp_path, topic_prefix="harden.",
-                                topic_partitions=1, **extra)  # type: ignore[arg-type]
+                                topic_partitions=1, **{"customer_hash_key": TEST_CUSTOMER_KEY, **extra})  # type: ignore[arg-type]
         ensure_topics(settings)
         publishers.append(Publisher(settings))
         return TestClient(create_app(settings, publishers[-1]))

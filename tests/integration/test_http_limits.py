@@ -19,6 +19,7 @@ from connectors.http.app import create_app
 from pipeline.config import HttpSettings
 from pipeline.publisher import Publisher
 from pipeline.topics import ensure_topics
+from tests.conftest import TEST_CUSTOMER_KEY
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +29,7 @@ JSON = {"Content-Type": "application/json"}
 @pytest.fixture(scope="module")
 def client(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     settings = HttpSettings(kafka_bootstrap=kafka_bootstrap, data_dir=tmp_path_factory.mktemp("limits"),
-                            topic_prefix="limits.", topic_partitions=1)  # type: ignore[call-arg]
+                            topic_prefix="limits.", topic_partitions=1, customer_hash_key=TEST_CUSTOMER_KEY)  # type: ignore[call-arg]
     ensure_topics(settings)
     publisher = Publisher(settings)
     with TestClient(create_app(settings, publisher), raise_server_exceptions=False) as c:

@@ -12,13 +12,14 @@ from pipeline import broker
 from pipeline.config import HttpSettings
 from pipeline.publisher import Publisher
 from pipeline.topics import ensure_topics
+from tests.conftest import TEST_CUSTOMER_KEY
 
 pytestmark = pytest.mark.integration
 
 
 def settings_for(bootstrap: str, tmp_path: Path, **extra: object) -> HttpSettings:
     return HttpSettings(kafka_bootstrap=bootstrap, data_dir=tmp_path, topic_prefix="http-test.",
-                        topic_partitions=1, **extra)  # type: ignore[arg-type]
+                        topic_partitions=1, **{"customer_hash_key": TEST_CUSTOMER_KEY, **extra})  # type: ignore[arg-type]
 
 
 def test_bearer_tokens_guard_the_events_api(kafka_bootstrap: str, tmp_path: Path) -> None:
