@@ -150,7 +150,8 @@ class InProcess:
     def __init__(self, tmp_path: Path, **settings: Any) -> None:
         self.publisher = MemoryPublisher()
         app = create_app(HttpSettings(kafka_bootstrap="127.0.0.1:1", data_dir=tmp_path,
-                                      customer_hash_key=TEST_CUSTOMER_KEY, **settings), self.publisher)
+                                      customer_hash_key=TEST_CUSTOMER_KEY, **settings),
+                         self.publisher)  # type: ignore[arg-type]
         self.port = free_port()
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
