@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from pipeline.broker import free_port, port_open
+from tests.conftest import TEST_CUSTOMER_KEY
 from tests.integration.harness import wait_for
 
 pytestmark = pytest.mark.integration
@@ -27,7 +28,7 @@ def serve(tmp_path: Path, bootstrap: str, **env: str) -> tuple[subprocess.Popen[
                  if k not in ("FEEDBACK_API_TOKENS", "FEEDBACK_ALLOW_ANONYMOUS_EVENTS")}
     full = {**inherited, "FEEDBACK_KAFKA_BOOTSTRAP": bootstrap, "FEEDBACK_HTTP_HOST": "0.0.0.0",
             "FEEDBACK_HTTP_PORT": str(port), "FEEDBACK_DATA_DIR": str(tmp_path),
-            "FEEDBACK_CUSTOMER_HASH_KEY": "exposure-test-key-0123456789abcdef", "FEEDBACK_TOPIC_PREFIX": "exp.",
+            "FEEDBACK_CUSTOMER_HASH_KEY": TEST_CUSTOMER_KEY, "FEEDBACK_TOPIC_PREFIX": "exp.",
             **env}
     proc = subprocess.Popen([sys.executable, "-m", "pipeline", "serve-http"], env=full, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
