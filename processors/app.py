@@ -1,7 +1,8 @@
-"""The faust app: agent ``feedback.raw -> feedback.enriched`` (bad records -> ``feedback.dlq``).
+"""The faust app: agent ``feedback.raw -> feedback.enriched`` (bad records -> ``feedback.dlq``), and each
+enriched record's observation -> ``feedback.signals.observations`` (:mod:`processors.signals`).
 
-Guarantees: a batch's offsets are acknowledged only after every enriched record and dead letter
-of that batch was acknowledged by the broker (at-least-once); no exception for one record escapes
+Guarantees: a batch's offsets are acknowledged only after every enriched record, observation and dead
+letter of that batch was acknowledged by the broker (at-least-once); no exception for one record escapes
 the agent (faust would ack and drop the message).
 """
 
@@ -18,7 +19,7 @@ from pipeline.config import ProcessorSettings
 from pipeline.errors import RecordError
 from pipeline.kafka_security import client_options
 from pipeline.logging import get_logger
-from pipeline.schema import DeadLetter
+from pipeline.schema import DeadLetter, EnrichedFeedback
 from pipeline.topics import Topics
 from processors.enrich import Enricher, RecentSet, content_hash, parse_raw
 from processors.taxonomy import Taxonomy
@@ -61,17 +62,27 @@ def create_app(settings: ProcessorSettings) -> faust.App:
     dlq = app.topic(topics.dlq, value_serializer="raw", key_serializer="raw",
                     partitions=settings.topic_partitions)
 
+    from processors.signals import register as register_signals  # degrading signals (issue 6)
+    from processors.signals.agent import observation_of
+    runner = register_signals(app, settings, topics)
+    observations = runner.observations
+
     @app.agent(raw)
     async def enrich(stream: Any) -> None:
         async for batch in stream.take_events(settings.processor_batch, within=0.05):
             started = time.perf_counter()
             futures = []
             for event in batch:
-                out = process_one(event.value, event.message, enricher, recent, topics)
+                out = process_record(event.value, event.message, enricher, recent, topics)
                 if out is None:
                     continue
-                topic = enriched if out[0] == "enriched" else dlq
-                futures.append(await topic.send(key=out[1], value=out[2]))
+                kind, key, value, item = out
+                futures.append(await (enriched if kind == "enriched" else dlq).send(key=key, value=value))
+                # The record's contribution to the signal windows, sent here rather than by a second
+                # agent reading feedback.enriched back (one topic hop and one parse less per record).
+                obs = observation_of(item, int(getattr(event.message, "partition", 0) or 0)) if item else None
+                if obs is not None:
+                    futures.append(await observations.send(key=key, value=obs))
             # At-least-once: the batch's offsets are acked when the next batch is taken, so we
             # wait for the broker's acks of everything this batch produced first.
             if futures:
@@ -79,8 +90,6 @@ def create_app(settings: ProcessorSettings) -> faust.App:
             metrics.BATCH_SECONDS.labels("processor").observe(time.perf_counter() - started)
             metrics.BATCH_SIZE.labels("processor").observe(len(batch))
 
-    from processors.signals import register as register_signals  # degrading signals (issue 6)
-    register_signals(app, settings, topics)
     return app
 
 
@@ -88,6 +97,14 @@ def process_one(
     value: bytes | None, message: Any, enricher: Enricher, recent: RecentSet, topics: Topics
 ) -> tuple[str, bytes | None, bytes] | None:
     """One raw message -> ('enriched'|'dlq', key, value), or None for an exact re-delivery."""
+    out = process_record(value, message, enricher, recent, topics)
+    return None if out is None else out[:3]
+
+
+def process_record(
+    value: bytes | None, message: Any, enricher: Enricher, recent: RecentSet, topics: Topics
+) -> tuple[str, bytes | None, bytes, EnrichedFeedback | None] | None:
+    """:func:`process_one` plus the enriched record itself (None for a dead letter)."""
     record = None
     try:
         if value is None:
@@ -98,7 +115,7 @@ def process_one(
             return None
         result = enricher.enrich(record)
         metrics.PROCESSED.labels(record.source).inc()
-        return "enriched", result.key, result.model_dump_json().encode()
+        return "enriched", result.key, result.model_dump_json().encode(), result
     except Exception as exc:  # one bad record never stops the stream
         reason = exc.reason if isinstance(exc, RecordError) else "processing_error"
         detail = exc.detail if isinstance(exc, RecordError) else repr(exc)[:2000]
@@ -116,7 +133,7 @@ def process_one(
             offset=getattr(message, "offset", None),
         )
         metrics.DEAD_LETTERED.labels("processor", reason).inc()
-        return "dlq", letter.key_bytes(), letter.model_dump_json().encode()
+        return "dlq", letter.key_bytes(), letter.model_dump_json().encode(), None
 
 
 def run_worker(settings: ProcessorSettings) -> None:

@@ -1,12 +1,19 @@
-"""The signals agents, added to the processor's faust app by :func:`register`.
+"""The signal windows, added to the processor's faust app by :func:`register`.
 
-    feedback.enriched --[signals-observe]--> feedback.signals.observations (1 partition)
+    feedback.raw --[enrich agent: enrichment + observation]--> feedback.enriched
+                                                          \\--> feedback.signals.observations (1 partition)
         --[signals-windows: event-time windows, per-partition watermark]--> feedback.signals
                                                   \\--> feedback.signals.checkpoints (1 partition)
 
-``signals-observe`` turns each enriched record into a small :class:`Observation` (dead-lettering
-what it cannot read, skipping ticket-state records). The observations topic has one partition, so
-one worker sees every scope's records in one deterministic order, however many workers run.
+The enrich agent (:mod:`processors.app`) turns each enriched record into a small :class:`Observation`
+itself (:func:`observation_of`; ticket-state records are skipped) and sends it with the enriched record:
+its raw offsets are acknowledged only after both were acknowledged by the broker, so every enriched
+record is observed at least once (the windows count a feedback id once per window). Until 2026-12 a
+separate ``signals-observe`` agent read ``feedback.enriched`` back, parsed every record again and sent
+the observation: a second topic hop that cost more CPU per record than any step of the enrichment but
+the sentiment model. The observations topic has one partition, so one worker sees every scope's
+records in one deterministic order, however many workers run. An observation's partition (the
+watermark's unit) is the ``feedback.raw`` partition the record was read from.
 
 State and restarts: faust windowed tables are not used (their window-close callbacks are lost on a
 crash or rebalance, faust-streaming/faust#193, #385; and the embedded broker cannot be trusted with
@@ -26,19 +33,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from pydantic import ValidationError
 
 from pipeline import metrics
 from pipeline.config import CommonSettings, SignalSettings, load
 from pipeline.kafka_security import client_options
 from pipeline.logging import get_logger
-from pipeline.schema import DeadLetter, EnrichedFeedback, SignalWindow
+from pipeline.schema import EnrichedFeedback, SignalWindow
 from pipeline.topics import Topics
 from processors.signals.windows import Observation, WindowAggregator, window_specs
 
 log = get_logger(__name__)
 
-OBSERVE_AGENT = "feedback-signals-observe"
 WINDOWS_AGENT = "feedback-signals-windows"
 
 
@@ -57,25 +62,13 @@ def aiokafka_options(settings: CommonSettings) -> dict[str, Any]:
     return client_options(settings, "aiokafka")
 
 
-def observe_one(value: bytes | None, message: Any, topics: Topics) -> tuple[str, bytes | None, bytes] | None:
-    """One enriched message -> ('obs'|'dlq', key, value), or None for a record that is not feedback."""
-    try:
-        if value is None:
-            raise ValueError("the message has no value")
-        item = EnrichedFeedback.model_validate_json(value)
-    except (ValidationError, ValueError) as exc:
-        metrics.SIGNAL_OBSERVATIONS.labels("invalid").inc()
-        metrics.DEAD_LETTERED.labels("signals", "invalid_enriched_record").inc()
-        letter = DeadLetter.for_payload(
-            value, stage="signals", reason="invalid_enriched_record", detail=str(exc)[:2000],
-            topic=getattr(message, "topic", topics.enriched), partition=getattr(message, "partition", None),
-            offset=getattr(message, "offset", None))
-        return "dlq", letter.key_bytes(), letter.model_dump_json().encode()
-    if getattr(item, "is_ticket_state", False):  # ticket status changes are not customer feedback
+def observation_of(item: EnrichedFeedback, partition: int) -> bytes | None:
+    """What one enriched record contributes to the windows, on the wire; None for a ticket-state record
+    (a status change, not customer feedback). ``partition``: the raw partition the record was read from."""
+    if item.is_ticket_state:
         metrics.SIGNAL_OBSERVATIONS.labels("skipped").inc()
         return None
-    obs = Observation.from_enriched(item, partition=int(getattr(message, "partition", 0) or 0))
-    return "obs", item.key, obs.to_bytes()
+    return Observation.from_enriched(item, partition=partition).to_bytes()
 
 
 class WindowsRunner:
@@ -98,6 +91,7 @@ class WindowsRunner:
         self.last_arrival = time.monotonic()
         self.last_checkpoint = 0.0
         self.checkpointed_next = -1
+        self.observations: Any = None  # the observations topic (set by :func:`register`)
 
     def _consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap, enable_auto_commit=False,
@@ -180,7 +174,7 @@ class WindowsRunner:
         agg = WindowAggregator.restore(checkpoint, self.specs, self.settings.signal_allowed_lateness, partitions)
         self.agg = agg
         log.info("signal windows starting", checkpoint=checkpoint, first_offset=first_offset,
-                 enriched_partitions=partitions)
+                 raw_partitions=partitions)
         if first_offset > agg.next_offset:
             await self._replay(agg, agg.next_offset, first_offset)
 
@@ -189,7 +183,7 @@ class WindowsRunner:
         await consumer.start()
         try:
             await consumer.topics()  # refresh metadata
-            parts = consumer.partitions_for_topic(self.topics.enriched)
+            parts = consumer.partitions_for_topic(self.topics.raw)  # an observation's partition is raw's
             tp = TopicPartition(self.names.checkpoints, 0)
             consumer.assign([tp])
             end = (await consumer.end_offsets([tp]))[tp]
@@ -240,28 +234,16 @@ class WindowsRunner:
 
 
 def register(app: Any, settings: Any, topics: Topics) -> WindowsRunner:
-    """Add the signals agents and their idle timer to the processor's faust ``app``."""
+    """Add the windows agent and its idle timer to the processor's faust ``app``; the enrich agent sends
+    the observations to :attr:`WindowsRunner.observations`."""
     sig = settings if isinstance(settings, SignalSettings) else load(SignalSettings)
     names = SignalTopicNames.of(topics)
     raw = {"value_serializer": "raw", "key_serializer": "raw"}
-    enriched = app.topic(topics.enriched, **raw)
     observations = app.topic(names.observations, partitions=1, internal=True, **raw)
     out = app.topic(topics.signals, **raw)
     checkpoints = app.topic(names.checkpoints, partitions=1, internal=True, **raw)
-    dlq = app.topic(topics.dlq, **raw)
     runner = WindowsRunner(sig, topics, out, checkpoints)
-    batch = getattr(settings, "processor_batch", 500)
-
-    async def signals_observe(stream: Any) -> None:
-        async for events in stream.take_events(batch, within=0.05):
-            futures = []
-            for event in events:
-                result = observe_one(event.value, event.message, topics)
-                if result is not None:
-                    topic = observations if result[0] == "obs" else dlq
-                    futures.append(await topic.send(key=result[1], value=result[2]))
-            if futures:  # offsets are acked with the next batch: only after these were acked
-                await asyncio.gather(*futures)
+    runner.observations = observations
 
     async def signals_windows(stream: Any) -> None:
         async for events in stream.take_events(2000, within=0.2):
@@ -273,7 +255,6 @@ def register(app: Any, settings: Any, topics: Topics) -> WindowsRunner:
     async def on_revoked(_sender: Any, revoked: set[Any], **_: Any) -> None:
         runner.on_revoked(revoked)
 
-    app.agent(enriched, name=OBSERVE_AGENT)(signals_observe)
     app.agent(observations, name=WINDOWS_AGENT)(signals_windows)
     app.timer(interval=max(1.0, min(30.0, sig.signal_idle_close / 5)))(signals_idle)
     app.on_partitions_revoked.connect(on_revoked)

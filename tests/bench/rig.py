@@ -245,6 +245,19 @@ class Rig:
                     proc.kill()
                     proc.wait(timeout=10)
 
+    def wait_idle(self, names: list[str], below: float = 0.15, quiet: float = 3.0, timeout: float = 180.0) -> float:
+        """Until each named process used less than ``below`` of a core over ``quiet`` seconds (it has done
+        the work it deferred: e.g. the processor's signal windows behind a backlog); returns the seconds
+        waited. A CPU window closed before that would leave such work out of the CPU per record."""
+        procs = [psutil.Process(self.procs[n].pid) for n in names if n in self.procs]
+        started = time.monotonic()
+        while procs and time.monotonic() - started < timeout:
+            before = [sum(p.cpu_times()[:2]) for p in procs]
+            time.sleep(quiet)
+            if all(sum(p.cpu_times()[:2]) - b < below * quiet for p, b in zip(procs, before, strict=True)):
+                break
+        return time.monotonic() - started
+
     def close(self) -> None:
         """Stop every child (the broker last), keep the logs, remove the temp files."""
         try:

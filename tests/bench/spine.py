@@ -164,8 +164,12 @@ def raw_stage(ctx: BenchContext) -> list[Result]:
         produced = produce(pub, topics.raw, records)
         ctx.log(f"[bench] spine-raw: {n:,} records in feedback.raw after {produced - t0:.1f} s")
         done = wait_count(lambda: r.count(run), n, 90, "rows in the warehouse", r.check)
-        window = r.sampler.end()
         ctx.log(f"[bench] spine-raw: {done:,} rows in the warehouse after {time.time() - t0:.1f} s")
+        # The CPU window ends when the processors are idle: work they deferred behind the backlog (the
+        # signal windows) belongs to these records too.
+        idle = r.wait_idle(worker_names("processor", r.processors))
+        window = r.sampler.end()
+        ctx.log(f"[bench] spine-raw: processors idle {idle:.0f} s after the last row")
     finally:
         pub.close()
     rows = r.rows(run)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from pipeline.config import ConfigError, SignalSettings, load, parse_duration
-from pipeline.schema import CategoryTag, EnrichedFeedback, Sentiment, SignalWindow
+from pipeline.schema import CategoryTag, EnrichedFeedback, FeedbackRecord, Sentiment, SignalWindow
 from processors.signals.windows import (
     Observation,
     SeenIds,
@@ -214,31 +214,30 @@ def test_restart_from_any_checkpoint_replays_to_the_same_windows(crash_at: int) 
         assert set(seen) == set(reference)
 
 
-def test_observe_one_turns_enriched_records_into_observations_and_bad_ones_into_dead_letters() -> None:
-    from types import SimpleNamespace
-
-    from pipeline.config import CommonSettings
-    from pipeline.schema import DeadLetter
+def test_the_processor_observes_each_enriched_record_it_sends_and_skips_ticket_states() -> None:
+    """The enrich agent sends each enriched record's observation itself (no second agent reading
+    feedback.enriched back): process_record hands it the record, observation_of makes the observation."""
     from pipeline.topics import Topics
-    from processors.signals.agent import observe_one
+    from processors.app import process_record
+    from processors.enrich import Enricher, RecentSet
+    from processors.signals.agent import observation_of
+    from processors.taxonomy import Taxonomy
 
-    topics = Topics.from_settings(CommonSettings())
-    msg = SimpleNamespace(topic=topics.enriched, partition=2, offset=41)
-    item = EnrichedFeedback(
-        source="ticket", source_ref="t-1", text="Still waiting for my order",
-        event_time=datetime(2026, 3, 2, tzinfo=UTC),
-        sentiment=Sentiment(polarity=-0.2, subjectivity=0.4, label="negative"),
-        categories=[CategoryTag(name="delivery", confidence=0.8)])
-    kind, key, value = observe_one(item.model_dump_json().encode(), msg, topics)  # type: ignore[misc]
-    assert kind == "obs" and key == item.key
-    assert Observation.from_bytes(value).partition == 2
-    kind, _, value = observe_one(b'{"not": "enriched"}', msg, topics)  # type: ignore[misc]
-    letter = DeadLetter.model_validate_json(value)
-    assert kind == "dlq" and letter.stage == "signals" and letter.reason == "invalid_enriched_record"
-    assert (letter.partition, letter.offset, letter.original_bytes()) == (2, 41, b'{"not": "enriched"}')
+    raw = FeedbackRecord(source="ticket", source_ref="t-1", text="Still waiting for my order, the parcel is lost",
+                         event_time=datetime(2026, 3, 2, tzinfo=UTC)).model_dump_json().encode()
+    out = process_record(raw, None, Enricher(Taxonomy.load()), RecentSet(10), Topics("r", "e", "a", "d"))
+    assert out is not None
+    kind, key, value, item = out
+    assert kind == "enriched" and item is not None and key == item.key
+    assert EnrichedFeedback.model_validate_json(value).feedback_id == item.feedback_id
+    obs = Observation.from_bytes(observation_of(item, 2) or b"")
+    assert obs == Observation.from_enriched(item, partition=2)
+    assert obs.partition == 2 and ("category", "delivery") in obs.scopes and obs.label == item.sentiment.label
     state = item.model_copy(update={"attributes": {"ticket_event": "state"}})
-    if hasattr(state, "is_ticket_state"):  # ticket status changes are not customer feedback
-        assert observe_one(state.model_dump_json().encode(), msg, topics) is None
+    assert state.is_ticket_state and observation_of(state, 2) is None  # not customer feedback
+    bad = process_record(b'{"not": "a record"}', None, Enricher(Taxonomy.load()), RecentSet(10),
+                         Topics("r", "e", "a", "d"))
+    assert bad is not None and bad[0] == "dlq" and bad[3] is None  # a dead letter is not observed
 
 
 def test_the_signals_bench_measures_window_id_memory_against_a_set_of_strings() -> None:
