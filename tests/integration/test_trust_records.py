@@ -74,3 +74,7 @@ def test_pii_in_structured_fields_is_redacted_before_the_warehouse(pipeline: Pip
     assert tags == ["vip", "[EMAIL]"]
     assert attributes["customer_id"] == "[EMAIL]" and attributes["group_id"] == "360001234567"
     assert attributes["note"] == "ring [PHONE]"
+    # customer_ref takes only the keyed-hash form: an address there is refused at the edge, never stored
+    plain = {"source_ref": f"{run}-ref", "text": "t", "customer_ref": "ann@example.org"}
+    r = httpx.post(f"{p.url}/v1/events", json=plain, timeout=30)
+    assert r.status_code == 422 and "customer_ref" in r.text, r.text
