@@ -23,11 +23,15 @@ def internal_socket(settings: HttpSettings) -> socket.socket:
                           f"{exc.strerror or exc}; set FEEDBACK_HTTP_INTERNAL_PORT (or FEEDBACK_METRICS_HOST)") from exc
 
 
-async def serve(settings: HttpSettings, app: FastAPI) -> None:
-    """Serve ``app`` on the public port and its internal app (if any) on the internal port until a
-    signal: SIGTERM stops the internal server, which hands the signal on to the public one."""
-    public = uvicorn.Server(uvicorn.Config(app, host=settings.http_host, port=settings.http_port, log_level="warning",
-                                           access_log=False, timeout_keep_alive=5, limit_concurrency=2000))
+def public_config(settings: HttpSettings, app: FastAPI) -> uvicorn.Config:
+    return uvicorn.Config(app, host=settings.http_host, port=settings.http_port, log_level="warning",
+                          access_log=False, timeout_keep_alive=5, limit_concurrency=2000)
+
+
+async def serve(settings: HttpSettings, app: FastAPI, config: uvicorn.Config) -> None:
+    """Serve ``app`` (``config``) on the public port and its internal app (if any) on the internal port
+    until a signal: SIGTERM stops the internal server, which hands the signal on to the public one."""
+    public = uvicorn.Server(config)
     internal_app = getattr(app.state, "internal", None)
     if internal_app is None:
         await public.serve()
@@ -44,4 +48,8 @@ async def serve(settings: HttpSettings, app: FastAPI) -> None:
 
 
 def run(settings: HttpSettings) -> None:
-    asyncio.run(serve(settings, create_app(settings)))
+    """On uvicorn's event loop (uvloop where installed), as ``uvicorn.run`` would."""
+    app = create_app(settings)
+    config = public_config(settings, app)
+    with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+        runner.run(serve(settings, app, config))
