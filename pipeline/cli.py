@@ -60,20 +60,21 @@ def _banner(settings: UpSettings, sup: Any) -> str:
     from pipeline.config import AlertSettings
 
     base = f"http://{settings.http_host}:{settings.http_port}"
+    internal = f"http://127.0.0.1:{settings.http_internal_port}" if settings.http_internal_port else base
     metrics = {"sink": load(SinkSettings).metrics_port, "processor": load(ProcessorSettings).metrics_port,
                "alerts": load(AlertSettings).metrics_port}
     broker_kind = {"tansu": "embedded Tansu, in memory", "kafka": "Apache Kafka, data kept"}[settings.embedded_broker]
     lines = ["[bold]Feedback pipeline[/bold]  (Ctrl-C to stop)",
              f"  feedback form  {base}/forms/default",
-             f"  events API     {base}/v1/events   (docs: {base}/docs, metrics: {base}/metrics)",
+             f"  events API     {base}/v1/events   (docs: {internal}/docs, metrics: {internal}/metrics)",
              f"  broker         {settings.bootstrap}{f' ({broker_kind})' if sup.with_broker else ''}",
              f"  warehouse      {settings.database_url}",
              f"  data           {settings.data_dir}",
              "  components"]
     for child in sup.children:
         port = child.env.get("FEEDBACK_PROCESSOR_METRICS_PORT") or metrics.get(child.name)
-        where = f"http://127.0.0.1:{port}/metrics" if port else {"http": base, "broker": settings.bootstrap}.get(
-            child.name, "")
+        others = {"http": f"{internal}/metrics", "broker": settings.bootstrap}
+        where = f"http://127.0.0.1:{port}/metrics" if port else others.get(child.name, "")
         lines.append(f"    {child.name:<14} {where}")
     return "\n".join(lines)
 

@@ -42,7 +42,8 @@ class ComponentStatus:
 def local_endpoints(settings: UpSettings) -> dict[str, str]:
     """The endpoints of a `feedback up` on this machine with these settings (worker n on port + 100 n)."""
     processor = load(ProcessorSettings).metrics_port
-    found = {"http": f"http://127.0.0.1:{settings.http_port}",
+    # with FEEDBACK_HTTP_INTERNAL_PORT the HTTP service answers /metrics there only (/readyz on both)
+    found = {"http": f"http://127.0.0.1:{settings.http_internal_port or settings.http_port}",
              "sink": f"http://127.0.0.1:{load(SinkSettings).metrics_port}",
              "alerts": f"http://127.0.0.1:{load(AlertSettings).metrics_port}"}
     for n in range(settings.processor_worker_count):

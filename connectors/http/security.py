@@ -19,7 +19,6 @@ import re
 import secrets
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any, get_args
 
 from fastapi import FastAPI, Request
@@ -34,7 +33,7 @@ from connectors.http.errors import ApiError, error_body
 from pipeline import metrics
 from pipeline.config import HttpSettings
 from pipeline.errors import ConfigError
-from pipeline.schema import FeedbackRecord, Source
+from pipeline.schema import MAX_FUTURE_EVENT, FeedbackRecord, Source
 
 TOKEN_NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 SOURCES = frozenset(get_args(Source))
@@ -141,10 +140,6 @@ def _decode(decoder: json.JSONDecoder, text: str, at: int) -> tuple[Any, int]:
 def _only_blank(text: str, at: int) -> None:
     if _BLANK.match(text, at).end() != len(text):  # type: ignore[union-attr]
         raise ApiError(400, "malformed_json", f"the body is not valid JSON: extra data at {at}")
-
-
-#: How far after its receipt a record's event_time may lie (clock skew between systems).
-MAX_FUTURE_EVENT = timedelta(minutes=5)
 
 
 def check_event_time(index: int, record: FeedbackRecord) -> FeedbackRecord:
