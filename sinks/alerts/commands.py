@@ -213,21 +213,25 @@ def backtest_command(
 def themes_command(
     since: Annotated[str, typer.Option("--since", help="YYYY-MM-DD: cluster the complaints since then.")],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON array of themes.")] = False,
+    category: Annotated[str, typer.Option("--category", help="Cluster inside this taxonomy category instead "
+                                          "of the complaints no category covers (other).")] = "other",
 ) -> None:
-    """Complaint themes the taxonomy has no category for: label, size, growth, examples (offline clustering)."""
+    """Complaint themes the taxonomy has no category for (or new clusters inside one category with
+    --category): label, size, growth, examples (offline clustering)."""
     from sinks.alerts import themes
 
     try:
         start = datetime.fromisoformat(since).replace(tzinfo=UTC)
     except ValueError:
         raise ConfigError(f"--since {since!r} is not a date (YYYY-MM-DD)") from None
-    found = themes.themes_since(_engine(), start)
+    found = themes.themes_since(_engine(), start, category.strip())
     rising = {t.theme_id for t in themes.emerging(found)}
     if as_json:
         typer.echo(json.dumps([{**t.to_json(), "emerging": t.theme_id in rising} for t in found]))
         return
     if not found:
-        typer.echo("no themes: too few complaints outside the taxonomy since " + since)
+        where = "outside the taxonomy" if category == "other" else f"in category {category!r}"
+        typer.echo(f"no themes: too few complaints {where} since {since}")
     for t in found:
         growth = f"{t.growth:.1f}x" if t.growth is not None else "new"
         flag = "  EMERGING" if t.theme_id in rising else ""

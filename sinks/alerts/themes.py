@@ -11,7 +11,11 @@ A theme **emerges** when it holds at least ``min_recent`` texts of the last week
 ``min_share`` of that week's ``other`` complaints, and before that week it held less than a fifth of
 that share: then :func:`watch` opens an incident of kind ``emerging_theme`` (id: UUIDv5 of the theme,
 so it opens once; nor while an active one shares a key phrase with it), driven by ``theme=<label>``,
-delivered like any incident.
+delivered like any incident. The same watch resolves it (``resolved`` by ``detector``, the trail
+kept) once the theme goes quiet: below half of both thresholds in the last week.
+
+``feedback themes --category NAME`` clusters the complaints of one taxonomy category instead of
+``other``, to find new clusters inside it (the watch itself looks at ``other`` only).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, exists, func, or_, select
+from sqlalchemy import Connection, Engine, exists, func, or_, select, update
 
 from sinks.alerts.incidents import INC, _history, utc
 from sinks.warehouse.models import Feedback, FeedbackCategory
@@ -31,6 +35,11 @@ THEME_NAMESPACE = uuid.UUID("9a4c3e61-2f7b-5d18-a0c6-7e2b5f1d8c43")
 RECENT = timedelta(days=7)
 #: History a watch needs before anything can emerge (the recent week and at least one week before it).
 MIN_SPAN = timedelta(days=14)
+OTHER = "other"
+#: Emerging when a theme holds this many texts and this share of the last week's complaints ...
+MIN_RECENT, MIN_SHARE = 10, 0.10
+#: ... and quiet (its incident resolves) below this fraction of both.
+QUIET = 0.5
 
 
 @dataclass
@@ -61,13 +70,13 @@ class Theme:
                 "examples": self.examples}
 
 
-def other_complaints(conn: Connection, since: datetime) -> list[tuple[datetime, str]]:
-    """(event time, text) of the non-positive feedback tagged ``other`` since ``since``."""
+def other_complaints(conn: Connection, since: datetime, category: str = OTHER) -> list[tuple[datetime, str]]:
+    """(event time, text) of the non-positive feedback tagged ``category`` (default ``other``) since ``since``."""
     f, fc = Feedback.__table__, FeedbackCategory.__table__
-    tagged_other = exists().where(fc.c.feedback_id == f.c.feedback_id, fc.c.category == "other")
+    tagged = exists().where(fc.c.feedback_id == f.c.feedback_id, fc.c.category == category)
     rows = conn.execute(select(f.c.event_time, f.c.text).where(
         f.c.event_time >= since, f.c.sentiment_label != "positive",
-        or_(f.c.primary_category == "other", tagged_other)).order_by(f.c.event_time))
+        or_(f.c.primary_category == category, tagged)).order_by(f.c.event_time))
     return [(utc(t) or since, str(x)) for t, x in rows if x and x.strip()]
 
 
@@ -148,15 +157,17 @@ def _merge_similar(x: Any, labels: Any, threshold: float = 0.4) -> list[int]:
     return [root(int(v)) for v in labels]
 
 
-def emerging(themes: list[Theme], min_recent: int = 10, min_share: float = 0.10) -> list[Theme]:
+def emerging(themes: list[Theme], min_recent: int = MIN_RECENT, min_share: float = MIN_SHARE) -> list[Theme]:
     """The themes that rose from (almost) nothing to a noticeable share of the last week."""
     return [t for t in themes if t.recent >= min_recent and t.recent_share >= min_share
             and t.earlier_share < t.recent_share / 5]
 
 
-def themes_since(engine: Engine, since: datetime) -> list[Theme]:
+def themes_since(engine: Engine, since: datetime, category: str = OTHER) -> list[Theme]:
+    """The themes of the complaints tagged ``category`` since ``since`` (``other``: outside the taxonomy;
+    a category's name: new clusters inside it)."""
     with engine.connect() as conn:
-        return cluster(other_complaints(conn, since))
+        return cluster(other_complaints(conn, since, category))
 
 
 def watch(conn: Connection, since: datetime, now: datetime) -> list[uuid.UUID]:
@@ -166,12 +177,15 @@ def watch(conn: Connection, since: datetime, now: datetime) -> list[uuid.UUID]:
     would look new.
     """
     items = other_complaints(conn, since)
+    found = cluster(items)
+    active = list(conn.execute(select(INC.c.incident_id, INC.c.driver_scope_value).where(
+        INC.c.kind == "emerging_theme", INC.c.status.in_(("open", "acknowledged")))))
+    quiet = settle_quiet(conn, active, found, items[-1][0] if items else None, now)
     if not items or items[-1][0] - items[0][0] < MIN_SPAN:
         return []
     opened = []
-    watched = [set(v.split(", ")) for v in conn.execute(select(INC.c.driver_scope_value).where(
-        INC.c.kind == "emerging_theme", INC.c.status.in_(("open", "acknowledged")))).scalars()]
-    for t in emerging(cluster(items)):
+    watched = [set(v.split(", ")) for iid, v in active if iid not in quiet]
+    for t in emerging(found):
         iid = uuid.uuid5(THEME_NAMESPACE, f"incident|{t.theme_id}")
         if conn.execute(select(INC.c.incident_id).where(INC.c.incident_id == iid)).first() is not None:
             continue
@@ -190,6 +204,28 @@ def watch(conn: Connection, since: datetime, now: datetime) -> list[uuid.UUID]:
         _history(conn, iid, "opened", "detector", now, key="opened")
         opened.append(iid)
     return opened
+
+
+def settle_quiet(conn: Connection, active: list[Any], found: list[Theme], latest: datetime | None,
+                 now: datetime) -> set[uuid.UUID]:
+    """Resolve the active theme incidents whose theme went quiet: no theme of this run shares a key
+    phrase with it, or the one that does holds less than half the emerging thresholds in the last
+    week (event time). The incident keeps its trail; a ``resolved`` event goes to the outbox."""
+    resolved = set()
+    for iid, label in active:
+        phrases = set(label.split(", "))
+        alive = [t for t in found if phrases & set(t.phrases)]
+        if any(t.recent >= QUIET * MIN_RECENT and t.recent_share >= QUIET * MIN_SHARE for t in alive):
+            continue
+        recent = max((t.recent for t in alive), default=0)
+        conn.execute(update(INC).where(INC.c.incident_id == iid).values(
+            status="resolved", resolved_at=now, resolved_by="detector", updated_at=now, observed=None,
+            sample_size=recent))
+        week = f" in the week to {latest:%Y-%m-%d}" if latest else ""
+        _history(conn, iid, "resolved", "detector", now, key="resolved",
+                 note=f"theme went quiet: {recent} complaints{week}")
+        resolved.add(iid)
+    return resolved
 
 
 def run_watch(engine: Engine, days: int = 28) -> list[uuid.UUID]:

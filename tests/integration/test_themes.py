@@ -1,6 +1,7 @@
 """Emerging themes on SQLite and PostgreSQL: complaints tagged ``other`` clustered offline, a theme
 injected in the last week found with its key phrase, a stable id, an ``emerging_theme`` incident
-opened once, and ``feedback themes --since --json``."""
+opened once and resolved by the watch once the theme goes quiet (its trail kept), ``feedback themes
+--since --json``, and clusters inside one category (``--category``)."""
 
 from __future__ import annotations
 
@@ -37,16 +38,16 @@ def _text(rng: random.Random, template: str) -> str:
     return template.format(**{k: rng.choice(v) for k, v in FILL.items()})
 
 
-def store(engine: Any, items: list[tuple[datetime, str]]) -> None:
+def store(engine: Any, items: list[tuple[datetime, str]], category: str = "other") -> None:
     rows, cats = [], []
     for at, body in items:
         fid = uuid.uuid4()
         rows.append({"feedback_id": fid, "schema_version": 1, "source": "event", "source_ref": str(fid),
                      "text": body, "tags": [], "attributes": {}, "sentiment_polarity": -0.4,
                      "sentiment_subjectivity": 0.5, "sentiment_label": "negative", "sentiment_analyzer": "test",
-                     "primary_category": "other", "event_time": at, "event_date": at.date(), "received_at": at,
+                     "primary_category": category, "event_time": at, "event_date": at.date(), "received_at": at,
                      "processed_at": at, "written_at": at})
-        cats.append({"feedback_id": fid, "category": "other", "confidence": 0.5, "rank": 0})
+        cats.append({"feedback_id": fid, "category": category, "confidence": 0.5, "rank": 0})
     with engine.begin() as conn:
         conn.execute(insert(Feedback), rows)
         conn.execute(insert(FeedbackCategory), cats)
@@ -101,5 +102,64 @@ def test_an_injected_theme_emerges_with_its_key_phrase_and_opens_one_incident(al
         assert {"theme_id", "label", "size", "growth", "examples"} <= set(shown[0])
         incidents_json = json.loads(CliRunner().invoke(cli.app, ["alerts", "list", "--json"], env=env).stdout)
         assert [i["kind"] for i in incidents_json] == ["emerging_theme"]
+    finally:
+        engine.dispose()
+
+
+def steady_weeks(start: datetime, weeks: int, seed: int = 8) -> list[tuple[datetime, str]]:
+    rng = random.Random(seed)
+    return [(start + timedelta(days=day, hours=rng.uniform(8, 20)), _text(rng, rng.choice(STEADY)))
+            for day in range(7 * weeks) for _ in range(8)]
+
+
+def test_a_theme_incident_resolves_itself_when_the_theme_goes_quiet(alert_db: str) -> None:  # noqa: F811
+    engine = make_engine(alert_db)
+    try:
+        store(engine, five_weeks())
+        with engine.begin() as conn:
+            [iid] = themes.watch(conn, T0, T0 + timedelta(days=35))
+        assert themes.run_watch(engine) == []  # still rising: neither reopened nor resolved
+        with engine.connect() as conn:
+            assert incidents.get(conn, iid).status == "open"  # type: ignore[union-attr]
+        store(engine, steady_weeks(T0 + timedelta(days=35), 2))  # two weeks without a gift-card complaint
+        assert themes.run_watch(engine) == []
+        assert themes.run_watch(engine) == []  # a quiet theme resolves once and does not reopen
+        with engine.connect() as conn:
+            inc = incidents.get(conn, iid)
+            trail = incidents.history(conn, iid)
+        assert inc is not None and inc.status == "resolved" and inc.resolved_at is not None
+        assert [(h["action"], h["actor"]) for h in trail] == [("opened", "detector"), ("resolved", "detector")]
+        assert "went quiet: 0 complaints" in str(trail[1]["note"]) and trail[1]["notified"] is False  # to the outbox
+    finally:
+        engine.dispose()
+
+
+DELIVERY = ["The courier left my {o} at the wrong door.", "Delivery of my {o} was {n} minutes late.",
+            "The driver threw my {o} over the fence.", "My {o} arrived {n} minutes after the promised slot."]
+LOCKER = ["The parcel locker would not open, code {e}.", "Locker door stuck, my parcel locker code gives {e}.",
+          "Could not collect from the parcel locker: {e}.", "The parcel locker screen shows {e}."]
+
+
+def test_themes_inside_one_category(alert_db: str) -> None:  # noqa: F811
+    engine = make_engine(alert_db)
+    rng = random.Random(12)
+    try:
+        store(engine, five_weeks())  # the 'other' complaints stay out of a category's clustering
+        inside = [(T0 + timedelta(days=d, hours=rng.uniform(8, 20)), _text(rng, rng.choice(DELIVERY)))
+                  for d in range(35) for _ in range(8)]
+        inside += [(T0 + timedelta(days=d, hours=rng.uniform(8, 20)), _text(rng, rng.choice(LOCKER)))
+                   for d in range(28, 35) for _ in range(4)]
+        store(engine, inside, category="delivery")
+        env = {"FEEDBACK_WAREHOUSE_URL": alert_db}
+        args = ["themes", "--since", T0.date().isoformat(), "--json", "--category", "delivery"]
+        listed = CliRunner().invoke(cli.app, args, env=env)
+        assert listed.exit_code == 0, listed.output
+        shown = json.loads(listed.stdout)
+        [rising] = [t for t in shown if t["emerging"]]
+        assert "locker" in rising["label"] and all("locker" in e.lower() for e in rising["examples"])
+        assert not any("gift" in t["label"] for t in shown)  # only the delivery complaints were clustered
+        none = CliRunner().invoke(cli.app, ["themes", "--since", T0.date().isoformat(), "--category", "billing"],
+                                  env=env)
+        assert none.exit_code == 0 and "too few complaints in category 'billing'" in none.stdout
     finally:
         engine.dispose()
