@@ -24,8 +24,6 @@ REJECTED = Counter(
 )
 PUBLISHED = Counter("feedback_published_total", "Records the broker acknowledged.", ["topic"])
 PUBLISH_ERRORS = Counter("feedback_publish_errors_total", "Records the broker did not take.", ["topic"])
-PUBLISH_REPEATED = Counter("feedback_publish_repeated_total",
-                           "Batches sent again because the topic changed under them (the broker restarted).", ["topic"])
 PROCESSED = Counter("feedback_processed_total", "Records enriched by the processor.", ["source"])
 DUPLICATES = Counter("feedback_duplicates_total", "Exact re-deliveries dropped by the processor.")
 DEAD_LETTERED = Counter(

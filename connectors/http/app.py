@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-import threading
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -83,46 +81,20 @@ async def read_limited(request: Request, limit: int, timeout: float = 30.0) -> b
 
 
 class Publishing:
-    """Publishes accepted records; after a failed publish re-creates missing topics in the background
-    (a broker restarted with memory storage comes back empty), at most one attempt every 5 seconds."""
+    """Publishes accepted records and counts them; a failed publish is a 503 with ``Retry-After``.
+
+    A broker that restarts empty (the embedded one) is not handled here: ``feedback up`` closes the
+    broker gate, restarts the broker, provisions the topics and opens the gate again (pipeline.gate)."""
 
     def __init__(self, settings: HttpSettings, state: dict[str, Any]) -> None:
         self.settings, self.state = settings, state
-        self.worker: threading.Thread | None = None
-        self.last = 0.0
-        self.running = False
-
-    def reprovision(self) -> None:
-        if (self.worker is not None and self.worker.is_alive()) or time.monotonic() - self.last < 5:
-            return
-        self.last = time.monotonic()
-
-        def attempt() -> None:
-            try:
-                ensure_topics(self.settings, 5.0)
-            except TransientError as exc:
-                log.warning("topic provisioning failed", error=str(exc))
-            finally:
-                self.running = False
-
-        # a daemon thread: a broker that never answers must not hold up the service's shutdown
-        self.running = True
-        self.worker = threading.Thread(target=attempt, name="reprovision-topics", daemon=True)
-        self.worker.start()
 
     async def publish(self, records: list[FeedbackRecord], source: str) -> None:
         """Publish and count ``records``, or raise ApiError 503 (``broker_unavailable``, Retry-After)."""
-        if self.running:
-            # No record goes out while the topics are being re-created: the embedded broker can lose
-            # what is written to a topic that is created (auto-created by a metadata request) between
-            # ensure_topics' listing and its CreateTopics. The client retries after a second.
-            raise ApiError(503, "broker_unavailable", "the broker is being re-provisioned; retry later",
-                           headers={"Retry-After": "1"})
         try:
             await self.state["publisher"].publish_async(records, timeout=self.settings.publish_timeout_seconds)
         except TransientError as exc:
             log.warning("publish failed", error=str(exc), records=len(records))
-            self.reprovision()
             raise ApiError(503, "broker_unavailable", "the feedback could not be stored; retry later",
                            headers={"Retry-After": str(int(exc.retry_after or 2))}) from exc
         metrics.ACCEPTED.labels(source).inc(len(records))

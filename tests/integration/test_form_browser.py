@@ -210,7 +210,7 @@ def broker_refusal(browser: Any, service: Service) -> None:
     assert submit(page) == 503
     assert "could not save your answer" in page.inner_text("#notice")
     assert_kept(page, 2, "", "The invoice is wrong", "", False)
-    # sent again (the service refuses while it re-provisions the topics, as a customer would retry):
+    # sent again, as a customer would (the service may still refuse while the broker comes back):
     # the same submission id each time, so the same feedback id
     deadline = time.monotonic() + 60
     while (status := submit(page)) == 503 and time.monotonic() < deadline:

@@ -97,7 +97,6 @@ def cluster_pipeline(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
         url = f"sqlite:///{tmp_path / 'w.db'}"
         p = Pipeline(cluster.bootstrap, url, make_engine(url), tmp_path)
         p.env["FEEDBACK_TOPIC_REPLICATION"] = "3"
-        p.env["FEEDBACK_CONFIRM_TOPIC_IDS"] = "false"  # a real cluster keeps its topics' ids
         p.env["FEEDBACK_PUBLISH_TIMEOUT_SECONDS"] = "20"
         p.start_all()
         try:

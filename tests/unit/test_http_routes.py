@@ -32,7 +32,7 @@ class RecordingPublisher:
 
 
 def client_for(tmp_path: Path, publisher: RecordingPublisher) -> TestClient:
-    # a port nobody listens on: the re-provisioning a failed publish starts must not reach a real broker
+    # a port nobody listens on: nothing in these tests may reach a real broker
     settings = HttpSettings(data_dir=tmp_path, customer_hash_key=TEST_CUSTOMER_KEY,
                             zendesk_webhook_secret=SECRET.decode(), kafka_bootstrap=f"127.0.0.1:{free_port()}")
     return TestClient(create_app(settings, publisher))  # type: ignore[arg-type]
