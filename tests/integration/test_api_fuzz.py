@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.broker import free_port, port_open
+from tests.conftest import TEST_CUSTOMER_KEY
 from tests.integration.harness import wait_for
 
 pytestmark = pytest.mark.integration
@@ -31,7 +32,7 @@ def service_url(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) 
     workdir: Path = tmp_path_factory.mktemp("fuzz")
     env = {**os.environ, "FEEDBACK_KAFKA_BOOTSTRAP": kafka_bootstrap, "FEEDBACK_HTTP_PORT": str(port),
            "FEEDBACK_DATA_DIR": str(workdir), "FEEDBACK_TOPIC_PREFIX": "fuzz.", "FEEDBACK_FORM_RATE_LIMIT": "",
-           "FEEDBACK_LOG_LEVEL": "WARNING",
+           "FEEDBACK_LOG_LEVEL": "WARNING", "FEEDBACK_CUSTOMER_HASH_KEY": TEST_CUSTOMER_KEY,
            # every webhook enabled, so the fuzzer meets the real signature and token checks
            "FEEDBACK_ZENDESK_WEBHOOK_SECRET": "fuzz-zd", "FEEDBACK_FRESHDESK_WEBHOOK_TOKEN": "fuzz-fd",
            "FEEDBACK_JIRA_WEBHOOK_TOKEN": "fuzz-jira", "FEEDBACK_GENERIC_WEBHOOK_SECRET": "fuzz-generic"}

@@ -175,7 +175,7 @@ def test_result_ratio_and_target() -> None:
 def test_markdown_report_has_machine_n_ratio_and_verdicts() -> None:
     md = bench.markdown(RESULTS, META)
     lines = md.splitlines()
-    assert lines[0].startswith("Machine: Test CPU, 2 cores · records: 50,000")
+    assert lines[0].startswith("Machine: Test CPU, 2 cores · broker: tansu · records: 50,000")
     assert lines[2].startswith("| stage | metric | value |")
     assert len([ln for ln in lines if ln.startswith("| spine-")]) == len(RESULTS)
     row = next(ln for ln in lines if "end to end |" in ln)
