@@ -57,7 +57,7 @@ def up(
 
 def _banner(settings: UpSettings, sup: Any) -> str:
     """What `feedback up` runs and where: every child with its port, the broker, the data."""
-    from pipeline.config import AlertSettings
+    from pipeline.signal_config import AlertSettings
 
     base = f"http://{settings.http_host}:{settings.http_port}"
     internal = f"http://127.0.0.1:{settings.http_internal_port}" if settings.http_internal_port else base
@@ -137,7 +137,7 @@ def broker(
 @app.command()
 def schema(out: Annotated[Path, typer.Option(help="Directory for the JSON Schema files.")] = Path("schemas")) -> None:
     """Write the JSON Schema files that outside producers validate against."""
-    from pipeline.schema import write_json_schemas
+    from pipeline.signal_schema import write_json_schemas
 
     for path in write_json_schemas(out):
         typer.echo(path)

@@ -18,7 +18,8 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.config import AlertSettings, ProcessorSettings, SinkSettings, UpSettings, load
+from pipeline.config import ProcessorSettings, SinkSettings, UpSettings, load
+from pipeline.signal_config import AlertSettings
 
 TIMEOUT = 3.0
 #: counters whose sum is shown as a component's errors (what its operator would look at first)

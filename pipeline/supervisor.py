@@ -148,7 +148,7 @@ class Supervisor:
 
     def _record_data_location(self) -> None:
         """Tell the other commands, run from any folder, where this pipeline keeps its data."""
-        from pipeline.config import write_data_location
+        from pipeline.data_location import write_data_location
 
         try:
             written = write_data_location(self.settings.data_dir)

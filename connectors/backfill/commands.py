@@ -81,9 +81,10 @@ def import_command(
     """Backfill a survey export (CSV/JSONL/XLSX) through Kafka; re-runnable without duplicates."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from pipeline.config import BackfillSettings, load
+    from pipeline.config import load
     from pipeline.logging import configure
     from pipeline.publisher import Publisher
+    from pipeline.signal_config import BackfillSettings
 
     from .importer import WarehouseIds, import_file
     from .mapping import Mapping
@@ -154,9 +155,10 @@ def replay_command(
     """Re-send dead letters whose payload (or your fix from --fixes) now validates."""
     from datetime import UTC
 
-    from pipeline.config import BackfillSettings, load
+    from pipeline.config import load
     from pipeline.logging import configure
     from pipeline.publisher import Publisher
+    from pipeline.signal_config import BackfillSettings
 
     from .importer import WarehouseIds
     from .replay import ReplaySummary, load_fixes, read_dead_letters, replay, select

@@ -35,10 +35,12 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from pipeline import metrics
-from pipeline.config import CommonSettings, SignalSettings, load
+from pipeline.config import CommonSettings, load
 from pipeline.kafka_security import client_options
 from pipeline.logging import get_logger
-from pipeline.schema import EnrichedFeedback, SignalWindow
+from pipeline.schema import EnrichedFeedback
+from pipeline.signal_config import SignalSettings
+from pipeline.signal_schema import SignalWindow
 from pipeline.topics import Topics
 from processors.signals.windows import Observation, WindowAggregator, window_specs
 

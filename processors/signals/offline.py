@@ -16,7 +16,8 @@ from datetime import datetime
 from typing import Any
 
 from pipeline.errors import RecordError
-from pipeline.schema import EnrichedFeedback, FeedbackRecord, SignalWindow
+from pipeline.schema import EnrichedFeedback, FeedbackRecord
+from pipeline.signal_schema import SignalWindow
 from processors.signals.windows import Observation, WindowAggregator, window_specs
 
 CHUNK = 2000

@@ -34,7 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.schema import EnrichedFeedback, SignalWindow, utcnow
+from pipeline.schema import EnrichedFeedback, utcnow
+from pipeline.signal_schema import SignalWindow
 
 #: Namespace of ``SignalWindow.window_id`` (UUIDv5 of scope and window). Never change it.
 WINDOW_NAMESPACE = uuid.UUID("0b8f6c0e-2a47-5c3e-8d0a-5e2f3c7a9b14")

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from pipeline.errors import ConfigError
-from pipeline.schema import Incident
+from pipeline.signal_schema import Incident
 from sinks.alerts import incidents, store
 from sinks.alerts.lifecycle import AlertState
 from sinks.alerts.store import migrate_with_retry

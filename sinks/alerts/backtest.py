@@ -29,7 +29,8 @@ from pydantic import ValidationError
 from sqlalchemy import Engine, insert, select
 
 from pipeline.errors import ConfigError
-from pipeline.schema import CategoryTag, EnrichedFeedback, FeedbackRecord, Incident, SignalWindow
+from pipeline.schema import CategoryTag, EnrichedFeedback, FeedbackRecord
+from pipeline.signal_schema import Incident, SignalWindow
 from sinks.alerts import incidents
 from sinks.alerts.judge import SignalJudge, config_from
 from sinks.warehouse.db import make_engine, migrate

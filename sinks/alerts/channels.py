@@ -1,6 +1,6 @@
 """Alert channels: the alerts topic, a Slack-compatible incoming webhook, a generic JSON webhook, e-mail.
 
-Each channel delivers one alert event (an :class:`pipeline.schema.Alert` with ``event`` and
+Each channel delivers one alert event (an :class:`pipeline.signal_schema.Alert` with ``event`` and
 ``event_id``) or raises :class:`DeliveryError`. Retries, backoff and ordering are the dispatcher's
 job (:mod:`sinks.alerts.dispatch`); every delivery carries the event id so receivers can drop a
 repeat: the ``Idempotency-Key`` header (webhooks), ``event_id`` in the body, and the e-mail's
@@ -21,8 +21,8 @@ from typing import Any, Protocol
 
 import httpx
 
-from pipeline.config import AlertSettings
-from pipeline.schema import Alert, Incident
+from pipeline.signal_config import AlertSettings
+from pipeline.signal_schema import Alert, Incident
 from pipeline.topics import Topics
 
 USER_AGENT = "feedback-pipeline-alerts/1"

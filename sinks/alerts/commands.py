@@ -125,7 +125,7 @@ def alerts_history(ident: Annotated[str, typer.Argument(help="Incident or alert 
 
 def test_incident() -> Any:
     """A clearly marked test incident (what ``alerts test`` sends)."""
-    from pipeline.schema import Incident
+    from pipeline.signal_schema import Incident
 
     now = datetime.now(UTC)
     return Incident(incident_id=uuid.uuid4(), status="open", severity="info", driver_scope_type="overall",
@@ -140,7 +140,7 @@ def alerts_test(
     channel: Annotated[str, typer.Option("--channel", help="kafka | slack | webhook | email")],
 ) -> None:
     """Send a test message through one configured channel; exit 1 if it was refused."""
-    from pipeline.config import AlertSettings
+    from pipeline.signal_config import AlertSettings
     from sinks.alerts.channels import DeliveryError, channels_from
 
     settings = load(AlertSettings)
@@ -171,7 +171,7 @@ def backtest_command(
     = False,
 ) -> None:
     """Replay feedback through the enrichment, windows and detector offline; print the incidents it would open."""
-    from pipeline.config import AlertSettings
+    from pipeline.signal_config import AlertSettings
     from sinks.alerts import backtest
 
     if fmt not in (None, "csv", "jsonl"):

@@ -23,12 +23,12 @@ from kafka.errors import KafkaError
 from sqlalchemy.exc import DBAPIError
 
 from pipeline import metrics
-from pipeline.config import AlertSettings
 from pipeline.errors import TransientError
 from pipeline.logging import get_logger
 from pipeline.publisher import Publisher
 from pipeline.retry import RetryPolicy
-from pipeline.schema import SignalWindow
+from pipeline.signal_config import AlertSettings
+from pipeline.signal_schema import SignalWindow
 from pipeline.sink_runner import KafkaInput, Message, Rejected, Sink, SinkRunner, serve_until_stopped
 from pipeline.topics import Topics, ensure_topics
 from sinks.alerts.channels import Channel, channels_from

@@ -28,7 +28,7 @@ from sqlalchemy.exc import DBAPIError
 
 from pipeline import metrics
 from pipeline.logging import get_logger
-from pipeline.schema import Alert, Incident
+from pipeline.signal_schema import Alert, Incident
 from sinks.alerts import incidents, store
 from sinks.alerts.channels import Channel, DeliveryError
 

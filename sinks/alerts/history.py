@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.schema import SignalWindow
+from pipeline.signal_schema import SignalWindow
 
 #: Recent judged windows the over-dispersion factor is estimated from (and the fewest it needs).
 PHI_WINDOWS = 60

@@ -30,7 +30,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, func, select, update
 
-from pipeline.schema import Incident
+from pipeline.signal_schema import Incident
 from sinks.alerts.evidence import Excess, Scope, describe, examples, excess_by_scope
 from sinks.alerts.lifecycle import ACTIVE, AlertState
 from sinks.warehouse.alerts import AlertRow, IncidentHistoryRow, IncidentRow

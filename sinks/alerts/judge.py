@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from pipeline.logging import get_logger
-from pipeline.schema import SignalWindow
+from pipeline.signal_schema import SignalWindow
 from sinks.alerts import incidents, store
 from sinks.alerts.cusum import judge_window
 from sinks.alerts.detector import DAY, WEEK, Detection, DetectorConfig, Entry, History, WindowStats

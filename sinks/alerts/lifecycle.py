@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from pipeline.schema import Alert
+from pipeline.signal_schema import Alert
 from sinks.alerts.detector import SIGNALS, Detection
 
 ALERT_NAMESPACE = uuid.UUID("3d6f3f0a-7c55-5b8e-9f61-0c4b2a1e8d37")

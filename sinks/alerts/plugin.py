@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pipeline import logging as plog
-from pipeline.config import AlertSettings, load
+from pipeline.config import load
 from pipeline.plugins import Service
+from pipeline.signal_config import AlertSettings
 
 #: ``feedback up`` runs the alert sink (degrading signals -> alerts and incidents).
 SERVICE = Service(("sink", "alerts"), order=30)

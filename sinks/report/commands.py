@@ -33,8 +33,9 @@ def report_command(
                                              "to this CSV file.")] = None,
 ) -> None:
     """Customer-satisfaction review: open incidents, NPS/CSAT with intervals, breakdowns, aspects, changes."""
-    from pipeline.config import ReportSettings, load
+    from pipeline.config import load
     from pipeline.logging import configure
+    from pipeline.signal_config import ReportSettings
     from sinks.report.render import build
     from sinks.warehouse.db import make_engine
 

@@ -1,6 +1,6 @@
 """Warehouse tables of the degrading signals: closed windows, alerts, their history, and the outbox.
 
-Columns mirror :class:`pipeline.schema.SignalWindow` and :class:`pipeline.schema.Alert`.
+Columns mirror :class:`pipeline.signal_schema.SignalWindow` and :class:`pipeline.signal_schema.Alert`.
 Migrations: ``migrations/versions/0005_signals_alerts.py``, ``0008_incidents.py`` (incidents).
 """
 

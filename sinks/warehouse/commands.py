@@ -42,8 +42,9 @@ def purge_command(
     """Retention: delete feedback (and tickets) older than the limit; logged in retention_log."""
     from datetime import timedelta
 
-    from pipeline.config import ReportSettings, load, parse_duration
+    from pipeline.config import load
     from pipeline.logging import configure
+    from pipeline.signal_config import ReportSettings, parse_duration
     from sinks.warehouse.retention import purge
 
     try:
@@ -70,9 +71,10 @@ def erase_command(
     """Right to erasure: delete everything the warehouse holds about one customer; logged."""
     from sqlalchemy import inspect
 
-    from pipeline.config import ReportSettings, load
+    from pipeline.config import load
     from pipeline.logging import configure
     from pipeline.schema import customer_refs
+    from pipeline.signal_config import ReportSettings
     from sinks.warehouse.retention import erase
 
     settings = load(ReportSettings)

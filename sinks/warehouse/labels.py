@@ -195,7 +195,8 @@ def label_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the counts as one JSON object.")] = False,
 ) -> None:
     """Correct an item's sentiment and/or category (recorded with who and when; used in training)."""
-    from pipeline.config import ReportSettings, load
+    from pipeline.config import load
+    from pipeline.signal_config import ReportSettings
     from sinks.warehouse.commands import _engine
 
     who = analyst or getpass.getuser()

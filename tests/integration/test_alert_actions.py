@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from pipeline.config import AlertSettings
-from pipeline.schema import Incident
+from pipeline.signal_config import AlertSettings
+from pipeline.signal_schema import Incident
 from sinks.alerts import incidents
 from sinks.alerts.actions import ActionServer, link
 from sinks.alerts.channels import SlackChannel, action_links

@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 
 from pipeline.broker import free_port
-from pipeline.config import AlertSettings
-from pipeline.schema import Alert, Incident
+from pipeline.signal_config import AlertSettings
+from pipeline.signal_schema import Alert, Incident
 from sinks.alerts.channels import DeliveryError, EmailChannel, SlackChannel, WebhookChannel
 
 pytestmark = pytest.mark.integration

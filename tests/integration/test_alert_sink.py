@@ -22,8 +22,8 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import IntegrityError
 
 from pipeline.broker import free_port
-from pipeline.config import AlertSettings
-from pipeline.schema import SignalWindow
+from pipeline.signal_config import AlertSettings
+from pipeline.signal_schema import SignalWindow
 from processors.signals.windows import window_id
 from sinks.alerts import store
 from sinks.alerts.channels import EmailChannel, SlackChannel, WebhookChannel

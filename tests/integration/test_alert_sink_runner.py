@@ -13,7 +13,7 @@ import httpx
 import pytest
 from kafka import KafkaProducer
 
-from pipeline.schema import SignalWindow
+from pipeline.signal_schema import SignalWindow
 from processors.signals.windows import window_id
 from sinks.warehouse.db import make_engine
 from tests.integration.harness import Pipeline, wait_for

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import PROJECT_LOCATION_FILE, UpSettings, user_location_file
+from pipeline.config import UpSettings
+from pipeline.data_location import PROJECT_LOCATION_FILE, user_location_file
 from pipeline.schema import customer_ref
 from pipeline.supervisor import Supervisor
 from sinks.warehouse.db import make_engine, migrate

@@ -14,7 +14,7 @@ from sqlalchemy import insert, text
 from typer.testing import CliRunner
 
 from pipeline import cli
-from pipeline.schema import SignalWindow
+from pipeline.signal_schema import SignalWindow
 from processors.signals.windows import window_id
 from sinks.alerts import admin, incidents
 from sinks.alerts.channels import WebhookChannel

@@ -25,7 +25,7 @@ import pytest
 from kafka import KafkaConsumer
 from sqlalchemy import text
 
-from pipeline.schema import Alert, Incident
+from pipeline.signal_schema import Alert, Incident
 from sinks.warehouse.db import make_engine
 from tests.integration.conftest import WAREHOUSES
 from tests.integration.harness import Pipeline, wait_for

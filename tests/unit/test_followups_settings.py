@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from connectors.email.settings import EmailSettings
-from pipeline.config import AlertSettings, HttpSettings, ProcessorSettings, SinkSettings, ZendeskSettings
+from pipeline.config import HttpSettings, ProcessorSettings, SinkSettings, ZendeskSettings
+from pipeline.signal_config import AlertSettings
 from sinks.followups.sink import FollowupSettings
 
 

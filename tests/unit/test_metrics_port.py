@@ -5,15 +5,9 @@ from __future__ import annotations
 import pytest
 
 from connectors.email.settings import EmailSettings
-from pipeline.config import (
-    AlertSettings,
-    CommonSettings,
-    ProcessorSettings,
-    SinkSettings,
-    ZendeskSettings,
-    load,
-)
+from pipeline.config import CommonSettings, ProcessorSettings, SinkSettings, ZendeskSettings, load
 from pipeline.errors import ConfigError
+from pipeline.signal_config import AlertSettings
 
 FORMER = {ProcessorSettings: ("FEEDBACK_PROCESSOR_METRICS_PORT", 9101),
           SinkSettings: ("FEEDBACK_SINK_METRICS_PORT", 9102),

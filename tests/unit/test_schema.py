@@ -7,14 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from pydantic import ValidationError
 
-from pipeline.schema import (
-    DeadLetter,
-    FeedbackRecord,
-    customer_ref,
-    derive_feedback_id,
-    nps_class,
-    write_json_schemas,
-)
+from pipeline.schema import DeadLetter, FeedbackRecord, customer_ref, derive_feedback_id, nps_class
+from pipeline.signal_schema import write_json_schemas
 
 
 def test_smallest_event_gets_defaults_and_derived_id() -> None:

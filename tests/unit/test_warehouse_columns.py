@@ -15,7 +15,8 @@ from pydantic import BaseModel
 from sqlalchemy import String, Text
 
 from pipeline import schema
-from pipeline.schema import Alert, Aspect, CategoryTag, EnrichedFeedback, Incident, Sentiment, SignalWindow
+from pipeline.schema import Aspect, CategoryTag, EnrichedFeedback, Sentiment
+from pipeline.signal_schema import Alert, Incident, SignalWindow
 
 
 def _tables() -> dict[str, Any]:

@@ -7,8 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pipeline.config import ConfigError, SignalSettings, load, parse_duration
-from pipeline.schema import CategoryTag, EnrichedFeedback, FeedbackRecord, Sentiment, SignalWindow
+from pipeline.config import ConfigError, load
+from pipeline.schema import CategoryTag, EnrichedFeedback, FeedbackRecord, Sentiment
+from pipeline.signal_config import SignalSettings, parse_duration
+from pipeline.signal_schema import SignalWindow
 from processors.signals.windows import (
     Observation,
     SeenIds,
