@@ -78,8 +78,8 @@ def test_an_erased_customer_is_not_written_back_by_the_sink_or_replay(pipeline: 
     assert replayed["erased"] == 1 and replayed["replayed"] == 0
 
 
-def _item(n: int, ref: str | None) -> EnrichedFeedback:
-    return EnrichedFeedback(source_ref=f"ledger-{uuid.uuid4().hex[:8]}-{n}", text="late", customer_ref=ref,
+def _item(run: str, n: int, ref: str | None) -> EnrichedFeedback:
+    return EnrichedFeedback(source_ref=f"ledger-{run}-{uuid.uuid4().hex[:8]}-{n}", text="late", customer_ref=ref,
                             sentiment=Sentiment(polarity=-0.5, subjectivity=0.3, label="negative"),
                             categories=[CategoryTag(name="delivery", confidence=0.8)])
 
@@ -88,6 +88,7 @@ def test_the_sink_reads_the_ledger_once_per_batch(pg_schema_url: str, tmp_path: 
     """On PostgreSQL: one query of the ledger per batch (the rows added since the last), whatever its size."""
     sink = WarehouseSink(SinkSettings(warehouse_url=pg_schema_url, customer_hash_key=TEST_CUSTOMER_KEY))
     sink.setup()
+    run = uuid.uuid4().hex[:8]  # the schema is the session's: count this run's rows only
     gone = customer_ref("gone@example.org", TEST_CUSTOMER_KEY.encode())
     kept = customer_ref("kept@example.org", TEST_CUSTOMER_KEY.encode())
     with sink.engine.begin() as conn:
@@ -97,12 +98,12 @@ def test_the_sink_reads_the_ledger_once_per_batch(pg_schema_url: str, tmp_path: 
                  lambda conn, cursor, stmt, *a: statements.append(stmt) if "erasure_ledger" in stmt else None)
     try:
         for _ in range(3):
-            batch = [_item(n, gone if n % 2 else kept) for n in range(200)]
+            batch = [_item(run, n, gone if n % 2 else kept) for n in range(200)]
             assert sink.write(batch) == []
         assert len(statements) == 3
         with sink.engine.connect() as conn:
-            refs = conn.execute(text("SELECT customer_ref, count(*) FROM feedback WHERE source_ref LIKE 'ledger-%' "
-                                     "GROUP BY customer_ref")).all()
+            refs = conn.execute(text("SELECT customer_ref, count(*) FROM feedback WHERE source_ref LIKE :like "
+                                     "GROUP BY customer_ref"), {"like": f"ledger-{run}-%"}).all()
         assert dict(refs) == {kept: 300}
     finally:
         sink.close()

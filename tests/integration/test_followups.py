@@ -287,7 +287,7 @@ def test_incident_example_customers_get_one_followup(warehouse: Engine, saas: Fa
     run = uuid.uuid4().hex[:6]  # unique addresses: an earlier test erased ann@example.org's customer
     ann, dan = f"ann-{run}@example.org", f"dan-{run}@example.org"
     words = f"The courier left my parcel in the rain {uuid.uuid4().hex[:6]}"  # unique per run: shared warehouse
-    scope = ("channel", f"form:{uuid.uuid4().hex[:8]}")
+    scope = ("channel", "form:" + "".join(chr(ord("a") + int(c, 16)) for c in uuid.uuid4().hex[:10]))
     consenting = item(enricher, 8, ann, words, channel=scope[1])  # a passive: no detractor rule
     anonymous = item(enricher, 8, None, words, channel=scope[1])  # no consent: never contacted
     before = item(enricher, 8, "bob@example.org", words, channel=scope[1], event_time=now - timedelta(hours=3))
