@@ -37,7 +37,7 @@ def test_score_only_events_are_stored_and_counted(pipeline: Pipeline) -> None:
     records.append({"source_ref": f"{channel}-w", "channel": channel, "nps_score": 7, "text": "Fine, a bit slow"})
     r = httpx.post(f"{pipeline.url}/v1/events", json=records, timeout=30)
     assert r.status_code == 202, r.text
-    wait_for(lambda: pipeline.count(f"channel = '{channel}'") == 4, 60, what="score-only rows")
+    wait_for(lambda: pipeline.count(f"channel = '{channel}'") == 4, 120, what="score-only rows")
     rows = {r["source_ref"]: r for r in pipeline.rows("channel = :c", {"c": channel})}
     only = rows[f"{channel}-2"]
     assert only["text"] == "" and only["sentiment_label"] == "not_assessed" and only["primary_category"] is None
