@@ -39,6 +39,9 @@ from sinks.warehouse.db import make_engine
 
 log = get_logger(__name__)
 
+#: How often the sink looks for incidents still without examples.
+EXAMPLES_EVERY_SECONDS = 10.0
+
 GROUP_ID = "feedback-alert-sink"
 
 
@@ -60,6 +63,7 @@ class AlertsSink(Sink[SignalWindow]):
         self.dispatcher: Dispatcher | None = None
         self.actions: Any = None
         self.next_themes = 0.0
+        self.next_examples = 0.0
 
     def setup(self) -> None:
         """Migrations (another process migrating at the same moment is waited out), then the outbox
@@ -106,6 +110,19 @@ class AlertsSink(Sink[SignalWindow]):
         if every and time.monotonic() >= self.next_themes:
             self.next_themes = time.monotonic() + every
             self._watch_themes()
+        if time.monotonic() >= self.next_examples:
+            self.next_examples = time.monotonic() + EXAMPLES_EVERY_SECONDS
+            self._fill_examples()
+
+    def _fill_examples(self) -> None:
+        """Examples for incidents that opened before the warehouse held their comments (best effort)."""
+        from sinks.alerts import incidents
+
+        try:
+            with self.engine.begin() as conn:
+                incidents.fill_missing_examples(conn, datetime.now(UTC))
+        except Exception:  # a warehouse outage: the next interval tries again
+            log.exception("incident examples not filled")
 
     def _watch_themes(self) -> None:
         """Open an incident for each emerging complaint theme (best effort: retried at the next interval)."""

@@ -112,6 +112,28 @@ def _members(conn: Connection, incident_id: uuid.UUID) -> list[Any]:
                                     A.c.window_end).where(A.c.incident_id == incident_id)))
 
 
+def fill_missing_examples(conn: Connection, now: datetime, within: timedelta = timedelta(days=1)) -> int:
+    """Give the incidents changed in the last ``within`` that have fewer than 3 examples the comments the
+    warehouse holds now; returns how many changed. The alert sink can judge a window before the warehouse
+    sink has stored that window's feedback (a backlog drains faster through the signals than into SQL),
+    so an incident may open, and even resolve, before its examples exist."""
+    rows = conn.execute(select(INC.c.incident_id, INC.c.driver_scope_type, INC.c.driver_scope_value,
+                               INC.c.started_at, INC.c.examples).where(
+        INC.c.kind == "signal", INC.c.updated_at >= now - within)).all()
+    filled = 0
+    for row in rows:
+        have = list(row.examples or [])
+        members = _members(conn, row.incident_id) if len(have) < 3 else []
+        if not members:
+            continue
+        end = max(utc(m.window_end) or now for m in members)
+        found = examples(conn, (row.driver_scope_type, row.driver_scope_value), utc(row.started_at) or now, end)
+        if len(found) > len(have):
+            conn.execute(update(INC).where(INC.c.incident_id == row.incident_id).values(examples=found))
+            filled += 1
+    return filled
+
+
 def _refresh(conn: Connection, incident_id: uuid.UUID, scope: Scope | None, now: datetime) -> None:
     """Recompute an incident's signals, severity, driver figures, summary and examples after a change.
 

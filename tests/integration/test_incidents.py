@@ -200,3 +200,22 @@ def test_open_incident_gauge_follows_the_warehouse(alert_db: str) -> None:  # no
         assert (gauge("critical", "open"), gauge("critical", "acknowledged")) == (0.0, 1.0)
     finally:
         engine.dispose()
+
+
+def test_an_incident_judged_before_its_comments_were_stored_gets_them_later(alert_db: str) -> None:  # noqa: F811
+    """The signals can reach the alert sink before the warehouse sink stored the same feedback (a backlog
+    drains faster through the signals): the incident opens without examples and gets them afterwards."""
+    engine = make_engine(alert_db)
+    windows, comments = scenario(13 * 24, seed=5)
+    j = SignalJudge(DetectorConfig(), resolve_after=3)
+    judge(engine, j, windows[:4 * (ONSET + 12)])  # nothing stored yet
+    with engine.connect() as conn:
+        [inc] = incidents.list_incidents(conn)
+    assert inc.examples == []
+    store_comments(engine, comments)
+    with engine.begin() as conn:
+        assert incidents.fill_missing_examples(conn, datetime.now(UTC)) == 1
+        assert incidents.fill_missing_examples(conn, datetime.now(UTC)) == 0  # nothing left to fill
+    with engine.connect() as conn:
+        [inc] = incidents.list_incidents(conn)
+    assert 3 <= len(inc.examples) <= 5 and set(inc.examples) <= set(COMPLAINTS)
