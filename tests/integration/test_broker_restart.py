@@ -161,6 +161,21 @@ def exactly_once(p: Up, run: str, expected: set[str]) -> None:
     assert len(stored) == len(expected) and set(stored) == expected
 
 
+def four_clients(url: str, prefix: str, seconds: float) -> set[str]:
+    """Four clients post 75 records each at once, every one resent until accepted; the refs posted."""
+
+    def client_posts(c: int) -> set[str]:
+        refs = set()
+        with httpx.Client(base_url=url, timeout=30) as client:
+            for i in range(75):
+                post_until_accepted(client, f"{prefix}-{c}-{i}", time.monotonic() + seconds)
+                refs.add(f"{prefix}-{c}-{i}")
+        return refs
+
+    with ThreadPoolExecutor(4) as pool:
+        return set().union(*pool.map(client_posts, range(4)))
+
+
 def test_http_answers_503_while_the_broker_restarts_and_every_accepted_record_is_stored_once(up: Up) -> None:
     p, run = up, uuid.uuid4().hex[:8]
     starts = int(p.gate().split()[1])
@@ -183,17 +198,7 @@ def test_http_answers_503_while_the_broker_restarts_and_every_accepted_record_is
         wait_for(lambda: client.get("/readyz").status_code == 200, 30, what="ready again")
     p.wait_restarted(starts + 1)
 
-    def client_posts(c: int) -> set[str]:
-        refs = set()
-        with httpx.Client(base_url=p.url, timeout=30) as client:
-            for i in range(75):
-                post_until_accepted(client, f"{run}-after-{c}-{i}", time.monotonic() + 90)
-                refs.add(f"{run}-after-{c}-{i}")
-        return refs
-
-    with ThreadPoolExecutor(4) as pool:
-        for refs in pool.map(client_posts, range(4)):
-            expected |= refs
+    expected |= four_clients(p.url, f"{run}-after", 90)
     assert len(expected) == 100 + 20 + 300
     exactly_once(p, run, expected)
     assert "broker exited; stopping the other children" in p.log()
@@ -207,18 +212,7 @@ def test_broker_restart_while_http_is_idle_then_concurrent_clients_lose_nothing(
     before = {c.pid: " ".join(c.cmdline()) for c in psutil.Process(p.proc.pid).children()}
     p.kill_broker()
 
-    def client_posts(c: int) -> set[str]:
-        refs = set()
-        with httpx.Client(base_url=p.url, timeout=30) as client:
-            for i in range(75):
-                post_until_accepted(client, f"{run}-{c}-{i}", time.monotonic() + 120)
-                refs.add(f"{run}-{c}-{i}")
-        return refs
-
-    expected: set[str] = set()
-    with ThreadPoolExecutor(4) as pool:
-        for refs in pool.map(client_posts, range(4)):
-            expected |= refs
+    expected = four_clients(p.url, run, 120)
     assert p.gate() == f"open {starts + 1}"
     exactly_once(p, run, expected)
     # by rule: the HTTP service stayed up, every other child was started again after the broker
