@@ -20,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -61,6 +62,12 @@ def _as_utc(value: datetime) -> datetime:
 
 UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 ShortStr = Annotated[str, Field(max_length=500)]
+
+
+#: Validation context for data copied from an already validated record (``model_validate(data,
+#: context=COPIED_IDENTITY)``, as the processor's enrichment does): its ``feedback_id`` was derived or
+#: checked when that record was validated, so it is not derived again. Client input never passes it.
+COPIED_IDENTITY: dict[str, str] = {"feedback_id": "copied from a validated record"}
 
 
 def derive_feedback_id(source: str, source_ref: str) -> uuid.UUID:
@@ -215,7 +222,9 @@ class FeedbackRecord(_Model):
         return self
 
     @model_validator(mode="after")
-    def _identity(self) -> FeedbackRecord:
+    def _identity(self, info: ValidationInfo) -> FeedbackRecord:
+        if self.feedback_id is not None and info.context is COPIED_IDENTITY:
+            return self  # copied from a record whose validation checked it (see COPIED_IDENTITY)
         derived = derive_feedback_id(self.source, self.source_ref)
         if self.feedback_id is None:
             self.feedback_id = derived

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from pipeline import metrics
 from pipeline.errors import RecordError
-from pipeline.schema import EnrichedFeedback, FeedbackRecord, bounded_event_time, nps_class
+from pipeline.schema import COPIED_IDENTITY, EnrichedFeedback, FeedbackRecord, bounded_event_time, nps_class
 from processors import aspects as aspect_builder
 from processors import language
 from processors.categories_model import ActiveCategoryModel, CategoryModel
@@ -249,7 +249,7 @@ class Enricher:
             language_confidence=a.language.confidence,
         )
         try:
-            return EnrichedFeedback.model_validate(data)
+            return EnrichedFeedback.model_validate(data, context=COPIED_IDENTITY)
         except ValidationError as exc:  # e.g. a text that redaction made longer than the limit
             raise RecordError("enrichment_invalid", _summarize(exc)) from exc
 
@@ -272,7 +272,7 @@ class Enricher:
                     categories=[], aspects=[], nps_class=nps_class(record.nps_score), redacted=bool(counts),
                     redactions=counts, detected_language=None, language_confidence=None)
         try:
-            return EnrichedFeedback.model_validate(data)
+            return EnrichedFeedback.model_validate(data, context=COPIED_IDENTITY)
         except ValidationError as exc:
             raise RecordError("enrichment_invalid", _summarize(exc)) from exc
 

@@ -7,7 +7,15 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from pydantic import ValidationError
 
-from pipeline.schema import DeadLetter, FeedbackRecord, customer_ref, derive_feedback_id, nps_class
+from pipeline.schema import (
+    COPIED_IDENTITY,
+    DeadLetter,
+    EnrichedFeedback,
+    FeedbackRecord,
+    customer_ref,
+    derive_feedback_id,
+    nps_class,
+)
 from pipeline.signal_schema import write_json_schemas
 
 
@@ -34,6 +42,27 @@ def test_supplied_id_must_match_the_derived_one() -> None:
     assert FeedbackRecord(source_ref="x", text="t", feedback_id=good).feedback_id == good
     with pytest.raises(ValidationError, match="UUIDv5"):
         FeedbackRecord(source_ref="x", text="t", feedback_id=uuid.uuid4())
+
+
+def test_a_forged_id_is_refused_unless_copied_from_a_validated_record() -> None:
+    enriched = {"source_ref": "x", "text": "t", "sentiment": {"polarity": 0, "subjectivity": 0, "label": "neutral"},
+                "categories": [{"name": "other", "confidence": 1.0}]}
+    forged = uuid.uuid4()
+    for model in (FeedbackRecord, EnrichedFeedback):  # the normal path, and any other context
+        with pytest.raises(ValidationError, match="UUIDv5"):
+            model.model_validate({**enriched, "feedback_id": forged} if model is EnrichedFeedback
+                                 else {"source_ref": "x", "text": "t", "feedback_id": forged})
+        with pytest.raises(ValidationError, match="UUIDv5"):
+            model.model_validate_json(json.dumps({"source_ref": "x", "text": "t", "feedback_id": str(forged)}
+                                                 if model is FeedbackRecord else
+                                                 {**enriched, "feedback_id": str(forged)}))
+    with pytest.raises(ValidationError, match="UUIDv5"):
+        EnrichedFeedback.model_validate({**enriched, "feedback_id": forged}, context=dict(COPIED_IDENTITY))
+    # The enricher's path: the id was checked when its record was validated, so it is copied, not derived
+    record = FeedbackRecord(source_ref="x", text="t")
+    copied = EnrichedFeedback.model_validate({**record.__dict__, **enriched}, context=COPIED_IDENTITY)
+    assert copied.feedback_id == record.feedback_id == derive_feedback_id("event", "x")
+    assert EnrichedFeedback.model_validate(enriched, context=COPIED_IDENTITY).feedback_id == record.feedback_id
 
 
 @pytest.mark.parametrize(
