@@ -157,8 +157,9 @@ class LinearTextModel:
         if len(self.intercept) != 3:
             return self.probabilities(text), [self.probabilities(p) for p in parts]
         split = [words_of(p) for p in parts]
-        words = words_of(text)
-        if [w for ws in split for w in ws] != words:
+        # A word never holds a blank, so the parts joined by blanks have the parts' words in order; any
+        # other text is tokenised and compared.
+        if text != " ".join(parts) and [w for ws in split for w in ws] != words_of(text):
             return self.probabilities(text), [self.probabilities(p) for p in parts]
         b = self.intercept
         get = self.terms.get
@@ -184,12 +185,32 @@ class LinearTextModel:
 
     @staticmethod
     def _probs3(m0: float, m1: float, m2: float) -> list[float]:
-        s0, s1, s2 = _sigmoid(m0), _sigmoid(m1), _sigmoid(m2)
+        exp = math.exp  # _sigmoid of each, inlined (the same arithmetic)
+        if m0 >= 0:
+            s0 = 1.0 / (1.0 + exp(-m0))
+        else:
+            e = exp(m0)
+            s0 = e / (1.0 + e)
+        if m1 >= 0:
+            s1 = 1.0 / (1.0 + exp(-m1))
+        else:
+            e = exp(m1)
+            s1 = e / (1.0 + e)
+        if m2 >= 0:
+            s2 = 1.0 / (1.0 + exp(-m2))
+        else:
+            e = exp(m2)
+            s2 = e / (1.0 + e)
         total = s0 + s1 + s2
         return [s0 / total, s1 / total, s2 / total] if total > 0 else [1.0 / 3] * 3
 
     def probabilities(self, text: str) -> list[float]:
         """P(class) in the order of ``classes``, as ``SGDClassifier.predict_proba`` computes them."""
+        if len(self.intercept) == 3:  # :meth:`margins` and the probabilities of a three-row model, in one
+            a0, a1, a2, n = self._sums3(words_of(text))
+            scale = 1.0 / math.sqrt(n) if n else 0.0
+            b = self.intercept
+            return self._probs3(b[0] + scale * a0, b[1] + scale * a1, b[2] + scale * a2)
         m = self.margins(text)
         if len(m) == 1:
             p = _sigmoid(m[0])

@@ -87,6 +87,9 @@ class TrainedAnalyzer(Analyzer):
             per = [self._one(text)]
             return per[0], per
         overall, parts = self.model.probabilities_with_parts(text, sentences)  # one pass over the words
+        if self._identity:
+            name, version = self.name, self.version
+            return result_from_probs(overall, name, version), [result_from_probs(p, name, version) for p in parts]
         return self._result(overall), [self._result(p) for p in parts]
 
 
@@ -102,8 +105,9 @@ def result_from_probs(probs: Sequence[float], analyzer: str, model: str) -> Scor
     else:
         label, top = "positive", pp
     subjectivity = 1.0 - pu
-    return {"polarity": round(score, 4), "subjectivity": round(0.0 if subjectivity < 0.0 else subjectivity, 4),
-            "label": label, "analyzer": analyzer, "score": round(score, 4),
+    score = round(score, 4)  # polarity and score: one rounding
+    return {"polarity": score, "subjectivity": round(0.0 if subjectivity < 0.0 else subjectivity, 4),
+            "label": label, "analyzer": analyzer, "score": score,
             "confidence": round(1.0 if top > 1.0 else top, 4), "model": model, "_p": (pn, pu, pp)}
 
 

@@ -79,6 +79,7 @@ class Taxonomy:
             for term in cat.exclusions:
                 _add(self._exclusions, term, ci, -1)
         self._exclusion_words = frozenset(self._exclusions)  # the first words of the exclusions
+        self._first_words = frozenset(self._index)  # the first words of the terms
 
     @property
     def names(self) -> list[str]:
@@ -132,15 +133,19 @@ class Taxonomy:
         """The distinct terms of each category found in ``text``, after its exclusions."""
         words = _WORD.findall(text.lower())
         found: Hits = {}
-        for i, entries in enumerate(map(self._index.get, words)):  # _scan, inlined (it runs for every sentence)
-            if entries:
-                for term, ci, ti in entries:
-                    if len(term) == 1 or tuple(words[i:i + len(term)]) == term:
-                        terms = found.get(ci)
-                        if terms is None:
-                            found[ci] = {ti}
-                        else:
-                            terms.add(ti)
+        joined = None  # " w1 w2 ... ": a term of several words occurs when " t1 t2 " is in it (words hold no blank)
+        for first in self._first_words.intersection(words):  # the words that start a term (most start none)
+            for term, ci, ti in self._index[first]:
+                if len(term) > 1:
+                    if joined is None:
+                        joined = f" {' '.join(words)} "
+                    if f" {' '.join(term)} " not in joined:
+                        continue
+                terms = found.get(ci)
+                if terms is None:
+                    found[ci] = {ti}
+                else:
+                    terms.add(ti)
         for ci, ti, rx in self._regexes:
             if rx.search(text):
                 found.setdefault(ci, set()).add(ti)
