@@ -230,6 +230,10 @@ class ProcessorSettings(CommonSettings):
     neutral_band: float = Field(default=0.1, ge=0.0, lt=1.0)
     dedupe_window: int = Field(default=100_000, ge=0, description="Recent items remembered for dedupe.")
     processor_batch: int = Field(default=500, ge=1)
+    processor_linger_ms: int = Field(
+        default=5, ge=0, le=1000, description="How long the processor's producer waits to fill a produce request.")
+    processor_produce_batch_bytes: int = Field(
+        default=1_048_576, ge=16_384, description="Largest batch of one partition in a produce request (bytes).")
     processor_worker: int = Field(
         default=0, ge=0, description="Index of this worker among several on one machine (feedback up sets it); "
         "each keeps its faust state in its own folder.")

@@ -34,6 +34,20 @@ def faust_credentials(settings: ProcessorSettings) -> Any:
     return client_options(settings, "faust")["broker_credentials"]
 
 
+def throughput_options(settings: ProcessorSettings) -> dict[str, Any]:
+    """faust settings for throughput, shared with the bench's passthrough baseline.
+
+    faust's producer defaults (no linger, 16 KiB batches) send a produce request for every few
+    enriched records (~1.5 KB each): profiled on Apache Kafka, the produce requests' socket writes
+    and their handling cost more of the worker than the enrichment (``docs/performance.md``). A
+    batch of the agent is awaited as a whole, so a few milliseconds of linger add no latency a
+    record would not wait anyway, and every partition's records go in one request.
+    """
+    return {"producer_linger_ms": settings.processor_linger_ms,
+            "producer_max_batch_size": settings.processor_produce_batch_bytes,
+            "producer_max_request_size": max(1_000_000, settings.processor_produce_batch_bytes)}
+
+
 def create_app(settings: ProcessorSettings) -> faust.App:
     """Build the faust app and register its agent."""
     topics = Topics.from_settings(settings)
@@ -54,35 +68,43 @@ def create_app(settings: ProcessorSettings) -> faust.App:
         store="memory://",
         datadir=str(settings.data_dir / "faust" / str(settings.processor_worker) if settings.processor_worker
                     else settings.data_dir / "faust"),
+        **throughput_options(settings),
     )
     raw = app.topic(topics.raw, key_type=bytes, value_type=bytes, value_serializer="raw",
                     key_serializer="raw", partitions=settings.topic_partitions)
-    enriched = app.topic(topics.enriched, value_serializer="raw", key_serializer="raw",
-                         partitions=settings.topic_partitions)
-    dlq = app.topic(topics.dlq, value_serializer="raw", key_serializer="raw",
-                    partitions=settings.topic_partitions)
 
     from processors.signals import register as register_signals  # degrading signals (issue 6)
-    from processors.signals.agent import observation_of
+    from processors.signals.agent import observation_messages, observation_of
     runner = register_signals(app, settings, topics)
     observations = runner.observations
+
+    async def send(topic: str, key: bytes | None, value: bytes) -> Any:
+        """Hand one message to the producer; the broker's acknowledgement is the returned future.
+
+        Straight to faust's producer, not through ``Topic.send``: that layer (a FutureMessage, callbacks
+        and a declare check per message) cost as much of the worker as the Kafka client's own sending
+        (py-spy, `docs/performance.md`); partitioning by key is the same (the client's partitioner)."""
+        return await app.producer.send(topic, key, value, None, None, None)
 
     @app.agent(raw)
     async def enrich(stream: Any) -> None:
         async for batch in stream.take_events(settings.processor_batch, within=0.05):
             started = time.perf_counter()
-            futures = []
+            futures, observed = [], []
             for event in batch:
                 out = process_record(event.value, event.message, enricher, recent, topics)
                 if out is None:
                     continue
                 kind, key, value, item = out
-                futures.append(await (enriched if kind == "enriched" else dlq).send(key=key, value=value))
-                # The record's contribution to the signal windows, sent here rather than by a second
-                # agent reading feedback.enriched back (one topic hop and one parse less per record).
+                futures.append(await send(topics.enriched if kind == "enriched" else topics.dlq, key, value))
+                # The record's contribution to the signal windows, sent by this agent rather than by a
+                # second one reading feedback.enriched back (one topic hop and one parse less per record),
+                # and the batch's together: a message per batch, not per record.
                 obs = observation_of(item, int(getattr(event.message, "partition", 0) or 0)) if item else None
                 if obs is not None:
-                    futures.append(await observations.send(key=key, value=obs))
+                    observed.append(obs)
+            for value in observation_messages(observed):
+                futures.append(await send(observations.get_topic_name(), b"observations", value))
             # At-least-once: the batch's offsets are acked when the next batch is taken, so we
             # wait for the broker's acks of everything this batch produced first.
             if futures:

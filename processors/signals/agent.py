@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,13 +65,24 @@ def aiokafka_options(settings: CommonSettings) -> dict[str, Any]:
     return client_options(settings, "aiokafka")
 
 
-def observation_of(item: EnrichedFeedback, partition: int) -> bytes | None:
-    """What one enriched record contributes to the windows, on the wire; None for a ticket-state record
-    (a status change, not customer feedback). ``partition``: the raw partition the record was read from."""
+#: Observations per message of the observations topic: a batch of the enrich agent is sent in messages
+#: of at most this many (~250 bytes each), well under any broker's default message size limit (1 MB).
+OBSERVATIONS_PER_MESSAGE = 1000
+
+
+def observation_of(item: EnrichedFeedback, partition: int) -> Observation | None:
+    """What one enriched record contributes to the windows; None for a ticket-state record (a status
+    change, not customer feedback). ``partition``: the raw partition the record was read from."""
     if item.is_ticket_state:
         metrics.SIGNAL_OBSERVATIONS.labels("skipped").inc()
         return None
-    return Observation.from_enriched(item, partition=partition).to_bytes()
+    return Observation.from_enriched(item, partition=partition)
+
+
+def observation_messages(observations: list[Observation]) -> list[bytes]:
+    """The values of the messages that carry these observations (one per :data:`OBSERVATIONS_PER_MESSAGE`)."""
+    step = OBSERVATIONS_PER_MESSAGE
+    return [Observation.many_to_bytes(observations[i:i + step]) for i in range(0, len(observations), step)]
 
 
 class WindowsRunner:
@@ -141,13 +153,14 @@ class WindowsRunner:
     # -- internals ------------------------------------------------------------------------------
     def _apply(self, agg: WindowAggregator, value: bytes | None, offset: int) -> None:
         try:
-            obs = Observation.from_bytes(value or b"")
+            observations = Observation.many_from_bytes(value or b"")
         except (ValueError, KeyError, TypeError) as exc:
             log.error("unreadable observation skipped", offset=offset, error=str(exc)[:200])
             metrics.SIGNAL_OBSERVATIONS.labels("invalid").inc()
             agg.next_offset = max(agg.next_offset, offset + 1)
             return
-        metrics.SIGNAL_OBSERVATIONS.labels(agg.apply(obs, offset)).inc()
+        for outcome, n in Counter(agg.apply_many(observations, offset)).items():
+            metrics.SIGNAL_OBSERVATIONS.labels(outcome).inc(n)
 
     async def _emit(self, windows: list[SignalWindow]) -> None:
         if not windows:

@@ -27,7 +27,7 @@ import json
 import math
 import uuid
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -87,17 +87,35 @@ class Observation:
             csat=item.csat_score, scopes=scopes_of(item),
         )
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.feedback_id, "t": self.event_time, "p": self.partition, "l": self.label,
+                "s": self.polarity, "n": self.nps_class, "c": self.csat, "sc": [list(s) for s in self.scopes]}
+
     def to_bytes(self) -> bytes:
-        return json.dumps({"id": self.feedback_id, "t": self.event_time, "p": self.partition, "l": self.label,
-                           "s": self.polarity, "n": self.nps_class, "c": self.csat,
-                           "sc": [list(s) for s in self.scopes]}, separators=(",", ":")).encode()
+        return json.dumps(self.to_dict(), separators=(",", ":")).encode()
 
     @classmethod
-    def from_bytes(cls, value: bytes) -> Observation:
-        d = json.loads(value)
+    def from_dict(cls, d: dict[str, Any]) -> Observation:
         return cls(feedback_id=str(d["id"]), event_time=float(d["t"]), partition=int(d["p"]), label=str(d["l"]),
                    polarity=float(d["s"]), nps_class=d.get("n"), csat=d.get("c"),
                    scopes=tuple((str(a), str(b)) for a, b in d["sc"]))
+
+    @classmethod
+    def from_bytes(cls, value: bytes) -> Observation:
+        return cls.from_dict(json.loads(value))
+
+    @staticmethod
+    def many_to_bytes(observations: Sequence[Observation]) -> bytes:
+        """Several observations in one message: a JSON array (the enrich agent sends a batch's at once)."""
+        return json.dumps([o.to_dict() for o in observations], separators=(",", ":")).encode()
+
+    @classmethod
+    def many_from_bytes(cls, value: bytes) -> list[Observation]:
+        """The observations of one message: a JSON array, or one object (messages written before 2026-12-08)."""
+        d = json.loads(value)
+        if isinstance(d, list):
+            return [cls.from_dict(x) for x in d]
+        return [cls.from_dict(d)]
 
 
 @dataclass
@@ -283,10 +301,17 @@ class WindowAggregator:
     # -- processing ---------------------------------------------------------------------------
     def apply(self, obs: Observation, offset: int) -> str:
         """Add one observation; returns its outcome: counted, late, duplicate or replayed."""
+        return self.apply_many([obs], offset)[0]
+
+    def apply_many(self, observations: Sequence[Observation], offset: int) -> list[str]:
+        """Add the observations of the message at ``offset``; returns each one's outcome."""
         if offset < self.next_offset:
-            self.stats["replayed"] += 1
-            return "replayed"
+            self.stats["replayed"] += len(observations)
+            return ["replayed"] * len(observations)
         self.next_offset = offset + 1
+        return [self._add(obs, offset) for obs in observations]
+
+    def _add(self, obs: Observation, offset: int) -> str:
         outcome = "late"
         digest = SeenIds.digest(obs.feedback_id)
         for spec in self.specs:

@@ -307,6 +307,7 @@ def passthrough_main() -> None:
     from pipeline import metrics
     from pipeline.config import ProcessorSettings, load
     from pipeline.topics import Topics
+    from processors.app import throughput_options
 
     settings = load(ProcessorSettings)
     topics = Topics.from_settings(settings)
@@ -317,17 +318,17 @@ def passthrough_main() -> None:
         broker=f"kafka://{settings.bootstrap}", broker_session_timeout=6, broker_heartbeat_interval=1,
         producer_acks=-1, topic_partitions=settings.topic_partitions, value_serializer="raw",
         key_serializer="raw", web_enabled=False, store="memory://",
-        datadir=str(settings.data_dir / "faust-passthrough"),
+        datadir=str(settings.data_dir / "faust-passthrough"), **throughput_options(settings),
     )
     src = app.topic(topics.raw, key_type=bytes, value_type=bytes, value_serializer="raw",
                     key_serializer="raw", partitions=settings.topic_partitions)
-    dst = app.topic(topics.enriched, value_serializer="raw", key_serializer="raw",
-                    partitions=settings.topic_partitions)
+    name = topics.enriched
 
     @app.agent(src)
     async def forward(stream: Any) -> None:
         async for batch in stream.take_events(settings.processor_batch, within=0.05):
-            futures = [await dst.send(key=e.key, value=e.value) for e in batch]
+            # straight to the producer, as the processor sends
+            futures = [await app.producer.send(name, e.key, e.value, None, None, None) for e in batch]
             await asyncio.gather(*futures)
             passed.inc(len(batch))
             last_ack.set(time.time())

@@ -232,8 +232,8 @@ def test_the_processor_observes_each_enriched_record_it_sends_and_skips_ticket_s
     kind, key, value, item = out
     assert kind == "enriched" and item is not None and key == item.key
     assert EnrichedFeedback.model_validate_json(value).feedback_id == item.feedback_id
-    obs = Observation.from_bytes(observation_of(item, 2) or b"")
-    assert obs == Observation.from_enriched(item, partition=2)
+    obs = observation_of(item, 2)
+    assert obs is not None and obs == Observation.from_enriched(item, partition=2)
     assert obs.partition == 2 and ("category", "delivery") in obs.scopes and obs.label == item.sentiment.label
     state = item.model_copy(update={"attributes": {"ticket_event": "state"}})
     assert state.is_ticket_state and observation_of(state, 2) is None  # not customer feedback
@@ -248,3 +248,30 @@ def test_the_signals_bench_measures_window_id_memory_against_a_set_of_strings() 
     [result] = window_ids(5_000, seed=1)
     assert result.baseline_name == "a set of the id strings" and result.unit == "bytes"
     assert result.baseline is not None and 0 < result.value < result.baseline / 4
+
+
+def test_a_batch_of_observations_travels_in_few_messages_and_counts_like_single_ones() -> None:
+    """The enrich agent sends a batch's observations in messages of up to OBSERVATIONS_PER_MESSAGE: they
+    count exactly as one message per observation did, a re-read message counts nothing twice, and a
+    single-object message (written before batching) still reads."""
+    from processors.signals import agent
+
+    specs = window_specs(3600, 86400, ("category",))
+    obs = [Observation(feedback_id=f"id-{i}", event_time=1_773_000_000.0 + 7 * i, partition=i % 2,
+                       label=("negative", "neutral", "positive")[i % 3], polarity=(i % 3 - 1) * 0.5,
+                       nps_class=None, csat=None, scopes=(("overall", "all"), ("category", "delivery")))
+           for i in range(2500)]
+    messages = agent.observation_messages(obs)
+    assert len(messages) == 3 and [len(Observation.many_from_bytes(m)) for m in messages] == [1000, 1000, 500]
+    batched, single = WindowAggregator(specs, 0.0, 2), WindowAggregator(specs, 0.0, 2)
+    outcomes = [o for offset, m in enumerate(messages) for o in batched.apply_many(Observation.many_from_bytes(m),
+                                                                                     offset)]
+    assert outcomes.count("counted") == 2500
+    assert batched.apply_many(Observation.many_from_bytes(messages[1]), 1) == ["replayed"] * 1000
+    assert batched.next_offset == 3
+    for offset, o in enumerate(obs):
+        single.apply(Observation.from_bytes(o.to_bytes()), offset)
+    assert Observation.many_from_bytes(obs[0].to_bytes()) == [obs[0]]
+    close = 1_773_000_000.0 + 7 * 2500 + 2 * 86400
+    by_id = {w.window_id: w.model_dump(exclude={"closed_at"}) for w in batched.force_watermark(close)}
+    assert by_id and by_id == {w.window_id: w.model_dump(exclude={"closed_at"}) for w in single.force_watermark(close)}
