@@ -125,18 +125,17 @@ class AlertsSink(Sink[SignalWindow]):
             log.exception("incident examples not filled")
 
     def _watch_themes(self) -> None:
-        """Open an incident for each emerging complaint theme (best effort: retried at the next interval)."""
-        from sinks.alerts import themes
+        """Open, attach or resolve emerging-theme incidents (best effort: retried at the next interval)."""
+        from sinks.alerts import theme_watch
 
         try:
-            opened = themes.run_watch(self.engine)
+            done = theme_watch.run_watch(self.engine)
         except Exception:  # a failed clustering or a warehouse outage: the next interval tries again
             log.exception("emerging-theme watch failed")
             return
-        if opened:
-            log.info("emerging themes", incidents=[str(i) for i in opened])
-            if self.dispatcher is not None:
-                self.dispatcher.nudge()
+        (log.info if done else log.debug)("emerging themes", **theme_watch.describe(done))
+        if done and self.dispatcher is not None:
+            self.dispatcher.nudge()
 
     def _action_server(self) -> Any:
         """The server behind the signed acknowledge/resolve links, when FEEDBACK_ALERT_ACTION_URL is set."""

@@ -1,21 +1,18 @@
-"""Emerging themes: complaints the taxonomy has no category for, clustered offline and watched.
+"""Emerging themes: complaints clustered offline, outside the taxonomy and inside each category.
 
-The texts are the stored non-positive feedback tagged ``other`` (nothing in the taxonomy matched)
-since a date. They are clustered with scikit-learn on TF-IDF (word 1-2 grams, English stop words;
-k-means with a fixed seed, the number of clusters with the best silhouette): no network, no model download. Each theme
-gets a readable label (its three heaviest key phrases), an id that is a UUIDv5 of the sorted top key
-phrases (the same complaint gets the same id on every run), its size, its share of the recent week
-against before (growth) and a few example texts.
+The texts are the stored non-positive feedback tagged ``other`` (nothing in the taxonomy matched),
+or tagged one taxonomy category, since a date. They are clustered with scikit-learn on TF-IDF (word
+1-2 grams, English stop words; k-means with a fixed seed, the number of clusters with the best
+silhouette): no network, no model download. Each theme gets a readable label (its three heaviest key
+phrases), an id that is a UUIDv5 of the sorted top key phrases (the same complaint gets the same id
+on every run), its size, its share of the recent week against before (growth) and a few example
+texts. Shares are always within the texts clustered: a theme inside ``delivery`` is measured against
+``delivery``'s own complaints, so a category whose every cluster grows alike shows no growth.
 
 A theme **emerges** when it holds at least ``min_recent`` texts of the last week and at least
-``min_share`` of that week's ``other`` complaints, and before that week it held less than a fifth of
-that share: then :func:`watch` opens an incident of kind ``emerging_theme`` (id: UUIDv5 of the theme,
-so it opens once; nor while an active one shares a key phrase with it), driven by ``theme=<label>``,
-delivered like any incident. The same watch resolves it (``resolved`` by ``detector``, the trail
-kept) once the theme goes quiet: below half of both thresholds in the last week.
-
-``feedback themes --category NAME`` clusters the complaints of one taxonomy category instead of
-``other``, to find new clusters inside it (the watch itself looks at ``other`` only).
+``min_share`` of that week's complaints of its scope, and before that week it held less than a fifth
+of that share (:func:`emerging`). The hourly watch that opens, attaches and resolves incidents for
+them is :mod:`sinks.alerts.theme_watch`; ``feedback themes [--category NAME]`` lists them on demand.
 """
 
 from __future__ import annotations
@@ -23,12 +20,12 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, exists, func, or_, select, update
+from sqlalchemy import Connection, Engine, exists, func, or_, select
 
-from sinks.alerts.incidents import INC, _history, utc
+from sinks.alerts.incidents import utc
 from sinks.warehouse.models import Feedback, FeedbackCategory
 
 THEME_NAMESPACE = uuid.UUID("9a4c3e61-2f7b-5d18-a0c6-7e2b5f1d8c43")
@@ -40,11 +37,14 @@ OTHER = "other"
 MIN_RECENT, MIN_SHARE = 10, 0.10
 #: ... and quiet (its incident resolves) below this fraction of both.
 QUIET = 0.5
+#: A category is clustered by the watch only with this many complaints in the last week: below it a
+#: theme of ``MIN_RECENT`` would be most of the category (the category itself, not a cluster inside it).
+MIN_CATEGORY = 2 * MIN_RECENT
 
 
 @dataclass
 class Theme:
-    """One cluster of ``other`` complaints: stable id, label, size, growth, examples."""
+    """One cluster of complaints (``other`` or one category's): stable id, label, size, growth, examples."""
 
     theme_id: uuid.UUID
     label: str
@@ -78,6 +78,23 @@ def other_complaints(conn: Connection, since: datetime, category: str = OTHER) -
         f.c.event_time >= since, f.c.sentiment_label != "positive",
         or_(f.c.primary_category == category, tagged)).order_by(f.c.event_time))
     return [(utc(t) or since, str(x)) for t, x in rows if x and x.strip()]
+
+
+def category_counts(conn: Connection, since: datetime) -> dict[str, int]:
+    """Non-positive complaints with text per taxonomy category (not ``other``) since ``since``: one
+    grouped query, so a quiet category costs the watch nothing more."""
+    f, fc = Feedback.__table__, FeedbackCategory.__table__
+    complaint = (f.c.event_time >= since, f.c.sentiment_label != "positive", f.c.text != "")
+    counts: dict[str, int] = {}
+    tagged = select(fc.c.category, func.count(func.distinct(f.c.feedback_id))).join(
+        f, f.c.feedback_id == fc.c.feedback_id).where(*complaint).group_by(fc.c.category)
+    primary = select(f.c.primary_category, func.count()).where(*complaint, f.c.primary_category.is_not(None)) \
+        .group_by(f.c.primary_category)
+    for stmt in (tagged, primary):
+        for name, n in conn.execute(stmt):
+            if name and name != OTHER:
+                counts[str(name)] = max(counts.get(str(name), 0), int(n))
+    return counts
 
 
 def cluster(items: list[tuple[datetime, str]], min_size: int = 5, seed: int = 0) -> list[Theme]:
@@ -168,71 +185,3 @@ def themes_since(engine: Engine, since: datetime, category: str = OTHER) -> list
     a category's name: new clusters inside it)."""
     with engine.connect() as conn:
         return cluster(other_complaints(conn, since, category))
-
-
-def watch(conn: Connection, since: datetime, now: datetime) -> list[uuid.UUID]:
-    """Open an ``emerging_theme`` incident for every emerging theme that has none; returns their ids.
-
-    Nothing emerges from less than ``MIN_SPAN`` of history: without an earlier period every theme
-    would look new.
-    """
-    items = other_complaints(conn, since)
-    found = cluster(items)
-    active = list(conn.execute(select(INC.c.incident_id, INC.c.driver_scope_value).where(
-        INC.c.kind == "emerging_theme", INC.c.status.in_(("open", "acknowledged")))))
-    quiet = settle_quiet(conn, active, found, items[-1][0] if items else None, now)
-    if not items or items[-1][0] - items[0][0] < MIN_SPAN:
-        return []
-    opened = []
-    watched = [set(v.split(", ")) for iid, v in active if iid not in quiet]
-    for t in emerging(found):
-        iid = uuid.uuid5(THEME_NAMESPACE, f"incident|{t.theme_id}")
-        if conn.execute(select(INC.c.incident_id).where(INC.c.incident_id == iid)).first() is not None:
-            continue
-        if any(set(t.phrases) & phrases for phrases in watched):
-            continue  # the same theme, its key phrases reshuffled by newer complaints: already an incident
-        watched.append(set(t.phrases))
-        started = t.first_seen if t.earlier_share == 0 else t.recent_since  # event time of the rise
-        growth = f"{t.growth:.1f}x its earlier share" if t.growth is not None else "new this week"
-        summary = (f"Emerging complaint theme \u201c{t.label}\u201d: {t.recent} complaints in the last week, "
-                   f"{t.recent_share:.0%} of the complaints no category covers ({growth}); {t.size} in all.")
-        conn.execute(INC.insert().values(
-            incident_id=iid, kind="emerging_theme", status="open", severity="warning", driver_scope_type="theme",
-            driver_scope_value=t.label[:500], signals=["theme_share"], explained_share=None, started_at=started,
-            opened_at=now, updated_at=now, observed=t.recent_share, expected=t.earlier_share, sample_size=t.recent,
-            summary=summary, examples=t.examples))
-        _history(conn, iid, "opened", "detector", now, key="opened")
-        opened.append(iid)
-    return opened
-
-
-def settle_quiet(conn: Connection, active: list[Any], found: list[Theme], latest: datetime | None,
-                 now: datetime) -> set[uuid.UUID]:
-    """Resolve the active theme incidents whose theme went quiet: no theme of this run shares a key
-    phrase with it, or the one that does holds less than half the emerging thresholds in the last
-    week (event time). The incident keeps its trail; a ``resolved`` event goes to the outbox."""
-    resolved = set()
-    for iid, label in active:
-        phrases = set(label.split(", "))
-        alive = [t for t in found if phrases & set(t.phrases)]
-        if any(t.recent >= QUIET * MIN_RECENT and t.recent_share >= QUIET * MIN_SHARE for t in alive):
-            continue
-        recent = max((t.recent for t in alive), default=0)
-        conn.execute(update(INC).where(INC.c.incident_id == iid).values(
-            status="resolved", resolved_at=now, resolved_by="detector", updated_at=now, observed=None,
-            sample_size=recent))
-        week = f" in the week to {latest:%Y-%m-%d}" if latest else ""
-        _history(conn, iid, "resolved", "detector", now, key="resolved",
-                 note=f"theme went quiet: {recent} complaints{week}")
-        resolved.add(iid)
-    return resolved
-
-
-def run_watch(engine: Engine, days: int = 28) -> list[uuid.UUID]:
-    """One watch over the last ``days`` of stored feedback, in event time (a backfill is watched too)."""
-    f = Feedback.__table__
-    with engine.begin() as conn:
-        latest = utc(conn.execute(select(func.max(f.c.event_time))).scalar())
-        if latest is None:
-            return []
-        return watch(conn, latest - timedelta(days=days), datetime.now(UTC))

@@ -1,7 +1,9 @@
 """Emerging themes on SQLite and PostgreSQL: complaints tagged ``other`` clustered offline, a theme
 injected in the last week found with its key phrase, a stable id, an ``emerging_theme`` incident
 opened once and resolved by the watch once the theme goes quiet (its trail kept), ``feedback themes
---since --json``, and clusters inside one category (``--category``)."""
+--since --json``, and clusters inside one category (``--category``). The watch inside a category: a
+new cluster opens its own incident naming the category, or is attached (once) to an active incident
+driven by that category; a category whose complaints all grow alike opens nothing."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from sqlalchemy import insert
 from typer.testing import CliRunner
 
 from pipeline import cli
-from sinks.alerts import incidents, themes
+from sinks.alerts import incidents, theme_watch, themes
 from sinks.warehouse.db import make_engine
 from sinks.warehouse.models import Feedback, FeedbackCategory
 from tests.integration.test_alert_sink import alert_db  # noqa: F401  (the SQLite/PostgreSQL fixture)
@@ -82,9 +84,9 @@ def test_an_injected_theme_emerges_with_its_key_phrase_and_opens_one_incident(al
 
         now = T0 + timedelta(days=35)
         with engine.begin() as conn:
-            opened = themes.watch(conn, T0, now)
+            opened = theme_watch.watch(conn, T0, now).opened
         with engine.begin() as conn:
-            assert themes.watch(conn, T0, now) == []  # once
+            assert not theme_watch.watch(conn, T0, now)  # once
         with engine.connect() as conn:
             [inc] = incidents.list_incidents(conn)
             trail = incidents.history(conn, inc.incident_id)
@@ -117,13 +119,14 @@ def test_a_theme_incident_resolves_itself_when_the_theme_goes_quiet(alert_db: st
     try:
         store(engine, five_weeks())
         with engine.begin() as conn:
-            [iid] = themes.watch(conn, T0, T0 + timedelta(days=35))
-        assert themes.run_watch(engine) == []  # still rising: neither reopened nor resolved
+            [iid] = theme_watch.watch(conn, T0, T0 + timedelta(days=35)).opened
+        assert not theme_watch.run_watch(engine)  # still rising: neither reopened nor resolved
         with engine.connect() as conn:
             assert incidents.get(conn, iid).status == "open"  # type: ignore[union-attr]
         store(engine, steady_weeks(T0 + timedelta(days=35), 2))  # two weeks without a gift-card complaint
-        assert themes.run_watch(engine) == []
-        assert themes.run_watch(engine) == []  # a quiet theme resolves once and does not reopen
+        done = theme_watch.run_watch(engine)
+        assert done.resolved == [iid] and done.opened == [] and done.attached == []
+        assert not theme_watch.run_watch(engine)  # a quiet theme resolves once and does not reopen
         with engine.connect() as conn:
             inc = incidents.get(conn, iid)
             trail = incidents.history(conn, iid)
@@ -161,5 +164,139 @@ def test_themes_inside_one_category(alert_db: str) -> None:  # noqa: F811
         none = CliRunner().invoke(cli.app, ["themes", "--since", T0.date().isoformat(), "--category", "billing"],
                                   env=env)
         assert none.exit_code == 0 and "too few complaints in category 'billing'" in none.stdout
+    finally:
+        engine.dispose()
+
+
+LOCKER_CODE = ["The parcel locker code never arrived, my {o} is stuck in the locker.",
+               "Still no parcel locker code by text message, {e}.",
+               "The locker code never came, I cannot collect my {o} from the parcel locker.",
+               "No pick-up code for the parcel locker, the app says {e}."]
+
+
+def delivery_weeks(start: datetime, weeks: int, locker_days: range = range(0), seed: int = 21,
+                   per_day: int = 8) -> list[tuple[datetime, str]]:
+    """Steady delivery complaints (``per_day``); two a day about a parcel-locker code on ``locker_days``."""
+    rng = random.Random(seed)
+    out = []
+    for day in range(7 * weeks):
+        at = [start + timedelta(days=day, hours=rng.uniform(8, 20)) for _ in range(per_day)]
+        out += [(t, _text(rng, rng.choice(DELIVERY))) for t in at]
+        if day in locker_days:
+            out += [(start + timedelta(days=day, hours=rng.uniform(8, 20)), _text(rng, rng.choice(LOCKER_CODE)))
+                    for _ in range(2)]
+    return out
+
+
+def locker_month(engine: Any) -> None:
+    """Five weeks: steady ``other`` and ``delivery`` complaints, a parcel-locker code theme inside
+    ``delivery`` from nothing in the last week (14 of 70 delivery complaints), and a sparse ``pricing``
+    category (below the watch's floor) whose complaints are all new in the last week."""
+    store(engine, steady_weeks(T0, 5))
+    store(engine, delivery_weeks(T0, 5, locker_days=range(28, 35)), category="delivery")
+    rng = random.Random(5)
+    store(engine, [(T0 + timedelta(days=d, hours=rng.uniform(8, 20)), f"The price of my {o} went up again.")
+                   for d in range(28, 35) for o in ("order", "plan")], category="pricing")
+
+
+def _delivery_incident(conn: Any, at: datetime) -> uuid.UUID:
+    """An open signal incident driven by ``category=delivery`` (as the detector opens one)."""
+    iid = uuid.uuid4()
+    conn.execute(incidents.INC.insert().values(
+        incident_id=iid, kind="signal", status="open", severity="warning", driver_scope_type="category",
+        driver_scope_value="delivery", signals=["negative_share"], explained_share=0.8, started_at=at,
+        opened_at=at, updated_at=at, summary="Negative share of delivery feedback 45% vs 20% usual.",
+        examples=["The courier left my order at the wrong door."]))
+    return iid
+
+
+def test_a_new_cluster_inside_a_category_opens_one_incident_naming_it(alert_db: str) -> None:  # noqa: F811
+    engine = make_engine(alert_db)
+    try:
+        locker_month(engine)
+        now = T0 + timedelta(days=35)
+        with engine.begin() as conn:
+            done = theme_watch.watch(conn, T0, now)
+        assert done.scopes == ["other", "delivery"]  # pricing: 14 complaints last week, below the floor
+        with engine.begin() as conn:
+            assert not theme_watch.watch(conn, T0, now)  # once
+        with engine.connect() as conn:
+            [inc] = incidents.list_incidents(conn)
+            trail = incidents.history(conn, inc.incident_id)
+        assert done.opened == [inc.incident_id] and done.attached == [] and inc.kind == "emerging_theme"
+        assert inc.driver_scope_type == "theme" and inc.driver_scope_value.startswith("delivery: ")
+        assert "locker" in inc.driver_scope_value, inc.driver_scope_value
+        rising = [t for t in themes.themes_since(engine, T0, "delivery") if "locker" in t.label]
+        assert [theme_watch.incident_id("delivery", t) for t in rising] == [inc.incident_id]  # stable id
+        assert "inside delivery" in inc.summary and "of delivery complaints, new this week" in inc.summary
+        assert "14 complaints in the last week, 20% of delivery complaints" in inc.summary, inc.summary
+        assert inc.examples and all("locker" in e.lower() for e in inc.examples)
+        assert inc.started_at >= T0 + timedelta(days=28) and [h["action"] for h in trail] == ["opened"]
+
+        store(engine, steady_weeks(T0 + timedelta(days=35), 2))  # two weeks without a locker complaint
+        store(engine, delivery_weeks(T0 + timedelta(days=35), 2, seed=22), category="delivery")
+        assert theme_watch.run_watch(engine).resolved == [inc.incident_id]
+        assert not theme_watch.run_watch(engine)  # resolved once, never reopened
+        with engine.connect() as conn:
+            after = incidents.get(conn, inc.incident_id)
+            trail = incidents.history(conn, inc.incident_id)
+        assert after is not None and after.status == "resolved"
+        assert [(h["action"], h["actor"]) for h in trail] == [("opened", "detector"), ("resolved", "detector")]
+        assert "went quiet: 0 complaints" in str(trail[1]["note"])
+    finally:
+        engine.dispose()
+
+
+def test_a_cluster_inside_a_category_with_an_open_incident_is_attached_to_it_once(alert_db: str) -> None:  # noqa: F811
+    engine = make_engine(alert_db)
+    try:
+        locker_month(engine)
+        now = T0 + timedelta(days=35)
+        with engine.begin() as conn:
+            iid = _delivery_incident(conn, T0 + timedelta(days=30))
+            done = theme_watch.watch(conn, T0, now)
+        assert done.attached == [iid] and done.opened == []
+        with engine.begin() as conn:
+            incidents.operator_action(conn, iid, "acknowledged", "ops", None, now)
+        assert not theme_watch.run_watch(engine)  # acknowledged: still the theme's incident, noted once
+        with engine.connect() as conn:
+            [inc] = incidents.list_incidents(conn)
+            trail = incidents.history(conn, iid)
+        assert inc.incident_id == iid and inc.kind == "signal"  # no second incident
+        notes = [h for h in trail if h["action"] == "note"]
+        assert [(h["actor"], h["notified"]) for h in notes] == [("detector", False)]  # one, to the outbox
+        assert "locker" in notes[0]["note"] and "inside delivery" in notes[0]["note"], notes[0]["note"]
+        assert "14 complaints in the last week, 20% of delivery complaints, new this week" in notes[0]["note"]
+        assert inc.examples[0] == "The courier left my order at the wrong door."  # kept, the theme's added
+        assert len(inc.examples) > 1 and all("locker" in e.lower() for e in inc.examples[1:])
+
+        with engine.begin() as conn:  # the category incident is over, the theme is still new: its own now
+            incidents.operator_action(conn, iid, "resolved", "ops", None, now)
+        opened = theme_watch.run_watch(engine).opened
+        with engine.connect() as conn:
+            theme = incidents.get(conn, opened[0]) if len(opened) == 1 else None
+        assert theme is not None and theme.kind == "emerging_theme" and "locker" in theme.driver_scope_value
+    finally:
+        engine.dispose()
+
+
+def test_a_category_whose_complaints_all_triple_alike_opens_nothing(alert_db: str) -> None:  # noqa: F811
+    engine = make_engine(alert_db)
+    rng = random.Random(31)
+    try:
+        tripled = [(T0 + timedelta(days=d, hours=rng.uniform(8, 20)), _text(rng, rng.choice(STEADY)))
+                   for d in range(35) for _ in range(18 if d >= 28 else 6)]
+        store(engine, tripled, category="billing")
+        found = themes.themes_since(engine, T0, "billing")
+        # each cluster's count tripled and passes the count and share thresholds: only its share of
+        # billing's own complaints, unchanged, keeps it from emerging
+        grown = [t for t in found if t.recent >= themes.MIN_RECENT and t.recent_share >= themes.MIN_SHARE
+                 and t.recent >= 2.5 * (t.size - t.recent) / 4]
+        assert len(grown) >= 2, [t.to_json() for t in found]
+        assert all(0.5 < t.recent_share / t.earlier_share < 2 for t in grown)  # within billing: steady
+        done = theme_watch.run_watch(engine)
+        assert done.scopes == ["other", "billing"] and not done
+        with engine.connect() as conn:
+            assert incidents.list_incidents(conn) == []
     finally:
         engine.dispose()
