@@ -43,7 +43,7 @@ def throughput_options(settings: ProcessorSettings) -> dict[str, Any]:
     batch of the agent is awaited as a whole, so a few milliseconds of linger add no latency a
     record would not wait anyway, and every partition's records go in one request.
     """
-    return {"producer_linger_ms": settings.processor_linger_ms,
+    return {"producer_linger": settings.processor_linger_ms / 1000,
             "producer_max_batch_size": settings.processor_produce_batch_bytes,
             "producer_max_request_size": max(1_000_000, settings.processor_produce_batch_bytes)}
 
