@@ -25,6 +25,9 @@ arrive):
 An incident of a theme never reopens (its id is the theme's). The same watch resolves it (``resolved``
 by ``detector``, the trail kept) once the theme goes quiet: no theme of its scope sharing a key phrase
 holds half of both thresholds in the last week.
+
+Cost (measured, docs/alerts.md): about 4 CPU-seconds per scope of 3,000 complaints; 41-42 CPU-seconds
+for ``other`` and 10 categories of 3,000 each on a 2-core machine.
 """
 
 from __future__ import annotations
