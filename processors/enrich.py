@@ -187,7 +187,8 @@ class Enricher:
             overall = not_assessed(self.analyzer_name)
             per_sentence = [overall] * len(sentences)
             metrics.SENTIMENT_NOT_ASSESSED.labels(detected.language).inc()
-        overall["model"] = self.model_name
+        if "model" not in overall:  # a trained model's results name it: the one that scored this text
+            overall["model"] = self.model_name
         sentence_cats, categories = self._categories(sentences, subject)
         return Assessment(text, counts, detected, overall,
                           [{"name": n, "confidence": c} for n, c in categories],

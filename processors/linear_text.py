@@ -280,6 +280,26 @@ def _sigmoid(x: float) -> float:
     return e / (1.0 + e)
 
 
+def round4(x: float) -> float:
+    """``round(x, 4)``, bit for bit, without its decimal conversion for ``1e-4 <= |x| <= 100``.
+
+    ``round`` gives the float nearest to K / 10^4, K the integer nearest to x * 10^4 (ties to even).
+    ``p = x * 1e4`` is within half a unit in the last place (< 2e-10) of x * 10^4 in that range, so
+    unless p lies within 1e-9 of a half-integer (then ``round`` decides), K is floor(p) or
+    floor(p) + 1, whichever is nearer, and ``K / 1e4`` (an exact integer over an exact power of
+    ten, correctly rounded) is that float. Used for the sentiment results (4 digits)."""
+    p = x * 10000.0
+    if not 1.0 <= abs(p) <= 1e6:  # also NaN and infinities
+        return round(x, 4)
+    k = math.floor(p)
+    f = p - k  # exact (Sterbenz: k and p are within a factor of 2)
+    if f > 0.500000001:
+        k += 1
+    elif f >= 0.499999999:
+        return round(x, 4)
+    return k / 10000.0
+
+
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:

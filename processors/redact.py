@@ -44,6 +44,8 @@ _DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,
 _HINT = re.compile(r"[@%:]|\d")
 _DIGIT = re.compile(r"\d")
 _SEVEN_DIGITS = re.compile(r"\d(?:\D*\d){6}")  # a phone number (_PHONE) has at least 7 digits
+_CLEAN_MAX = 4096  # remembered clean field values (emptied when full)
+_CLEAN_MAX_CHARS = 200
 _IDENTIFIER_KEY = re.compile(r"(?:^|_)(?i:id|ids|ref)$|[a-z](?:Id|Ids|Ref)$")
 
 
@@ -60,7 +62,9 @@ class Redaction:
 
 
 class Redactor:
-    """Finds and replaces PII (see the module docstring); thread-safe, holds no state per text."""
+    """Finds and replaces PII (see the module docstring); thread-safe. The only state it keeps is a
+    bounded set of product, channel and tag values in which it found nothing (never a value that
+    held PII), so the few that recur on every record are not searched again."""
 
     def __init__(self, regions: Sequence[str] = DEFAULT_REGIONS) -> None:
         unknown = [r for r in regions if r.upper() not in phonenumbers.SUPPORTED_REGIONS]
@@ -69,6 +73,7 @@ class Redactor:
 
             raise ConfigError(f"FEEDBACK_PHONE_REGIONS: unknown region(s) {', '.join(unknown)}")
         self.regions = tuple(r.upper() for r in regions)
+        self._clean: set[str] = set()  # product, channel and tag values found to hold no PII (_label)
 
     def redact(self, text: str) -> Redaction:
         counts: dict[str, int] = {}
@@ -113,13 +118,28 @@ class Redactor:
         add what was found to ``counts``: ``product``, ``channel`` and ``tags`` like text, ``thread_ref`` as
         an identifier (:meth:`redact_identifier`); attributes are :meth:`redact_many`'s. Every source
         passes here (the processor's enrichment), so no connector has to get it right."""
+        clean = self._clean
         for name in ("product", "channel"):
-            if isinstance(data.get(name), str):
-                data[name] = self._text(data[name], counts)
+            value = data.get(name)
+            if isinstance(value, str) and value not in clean:
+                data[name] = self._label(value, counts)
         if isinstance(data.get("thread_ref"), str):
             data["thread_ref"] = self.redact_identifier(data["thread_ref"], counts)
         if data.get("tags"):
-            data["tags"] = [self._text(t, counts) for t in data["tags"]]
+            data["tags"] = [t if t in clean else self._label(t, counts) for t in data["tags"]]
+
+    def _label(self, value: str, counts: dict[str, int]) -> str:
+        """:meth:`_text` of a product, channel or tag; remembers values in which nothing was found
+        (few distinct ones recur on every record), never one that held PII."""
+        r = self.redact(value)
+        if r.counts:
+            for kind, n in r.counts.items():
+                counts[kind] = counts.get(kind, 0) + n
+        elif len(value) <= _CLEAN_MAX_CHARS:
+            if len(self._clean) >= _CLEAN_MAX:
+                self._clean.clear()
+            self._clean.add(value)
+        return r.text
 
     def _text(self, value: str, counts: dict[str, int]) -> str:
         r = self.redact(value)

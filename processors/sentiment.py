@@ -28,6 +28,7 @@ from typing import Any
 from pipeline.errors import ConfigError
 from pipeline.schema import Sentiment, SentimentLabel
 from processors import lexicon
+from processors.linear_text import round4
 from processors.sentences import split_sentences, tokens
 from processors.sentiment_lexicons import _Vader, _vader, textblob_lexicon  # noqa: F401 (_Vader: re-exported)
 from processors.textblob_lean import TextBlob
@@ -304,10 +305,10 @@ class EnsembleAnalyzer(Analyzer):
         else:
             label, conf = "neutral", pu
         polarity, subjectivity = dense[0], dense[1]
-        return {"polarity": round(1.0 if polarity > 1.0 else -1.0 if polarity < -1.0 else polarity, 4),
-                "subjectivity": round(1.0 if subjectivity > 1.0 else 0.0 if subjectivity < 0.0 else subjectivity, 4),
-                "label": label, "analyzer": self.name, "score": round(score, 4),
-                "confidence": round(1.0 if conf > 1.0 else 0.0 if conf < 0.0 else conf, 4), "_p": (pn, pu, pp)}
+        return {"polarity": round4(1.0 if polarity > 1.0 else -1.0 if polarity < -1.0 else polarity),
+                "subjectivity": round4(1.0 if subjectivity > 1.0 else 0.0 if subjectivity < 0.0 else subjectivity),
+                "label": label, "analyzer": self.name, "score": round4(score),
+                "confidence": round4(1.0 if conf > 1.0 else 0.0 if conf < 0.0 else conf), "_p": (pn, pu, pp)}
 
     def scores(self, text: str, sentences: Sequence[str]) -> tuple[Scores, list[Scores]]:
         term_margins, result = self.model.term_margins, self._result

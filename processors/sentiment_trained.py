@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.schema import FeedbackRecord
-from processors.linear_text import LinearTextModel
+from processors.linear_text import LinearTextModel, round4
 from processors.model_store import ActiveModel, ModelStore
 from processors.sentiment import Analyzer, Scores
 
@@ -105,10 +105,11 @@ def result_from_probs(probs: Sequence[float], analyzer: str, model: str) -> Scor
     else:
         label, top = "positive", pp
     subjectivity = 1.0 - pu
-    score = round(score, 4)  # polarity and score: one rounding
-    return {"polarity": score, "subjectivity": round(0.0 if subjectivity < 0.0 else subjectivity, 4),
+    score = round4(score)  # polarity and score: one rounding
+    return {"polarity": score, "subjectivity": round4(0.0 if subjectivity < 0.0 else subjectivity),
             "label": label, "analyzer": analyzer, "score": score,
-            "confidence": round(1.0 if top > 1.0 else top, 4), "model": model, "_p": (pn, pu, pp)}
+            "confidence": round4(1.0 if top > 1.0 else top), "model": model, "_p": (pn, pu, pp)}
+
 
 
 class SwitchingAnalyzer(Analyzer):

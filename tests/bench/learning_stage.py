@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import tempfile
 import time
@@ -67,13 +68,16 @@ def run(records: int, train_n: int) -> dict[str, Any]:
         trained = Enricher(Taxonomy.load(), analyzer="ensemble", phone_regions=regions, model_dir=Path(tmp))
         recs = bench_records(records, 1)
         assert trained.enrich(recs[0]).sentiment.model == version
+        load_before = os.getloadavg()[0]
         rates = _rates({"default": default.enrich, "trained": trained.enrich}, recs)
+        load_after = os.getloadavg()[0]
     return {"machine": f"{platform.machine()}, Python {platform.python_version()}", "train_rows": train_n,
             "features": len(model.terms), "fit_cpu_seconds": round(fit_cpu, 2), "fit_wall_seconds": round(fit_wall, 2),
             "records": records, "default_per_core": round(rates["default"][0], 1),
             "trained_per_core": round(rates["trained"][0], 1), "default_wall": round(rates["default"][1], 1),
             "trained_wall": round(rates["trained"][1], 1), "target_per_core": TARGET_PER_CORE,
-            "target_met": rates["trained"][0] >= TARGET_PER_CORE}
+            "target_met": rates["trained"][0] >= TARGET_PER_CORE,
+            "load_average_1min": [round(load_before, 2), round(load_after, 2)]}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -252,3 +252,21 @@ def test_trained_analyzer_scores_and_sentences() -> None:
     assert [p["label"] for p in per] == ["positive", "negative"]
     for s in (whole, *per):
         assert -1 <= s["score"] <= 1 and 0 <= s["confidence"] <= 1 and s["model"] == "v1"
+
+
+def test_round4_is_round_bit_for_bit() -> None:
+    import math
+    import struct
+
+    from processors.linear_text import round4
+
+    rng = random.Random(3)
+    values = [0.0, -0.0, 1.0, -1.0, 1e-5, -1e-5, 0.00005, -0.00005, 0.99995, -0.99995, 123.45675, 1e9,
+              float("inf"), float("-inf")]
+    for k in range(-10_000, 10_001, 7):  # the ties and their neighbours
+        for v in ((k + 0.5) / 1e4, k / 1e4):
+            values += [v, math.nextafter(v, 2.0), math.nextafter(v, -2.0)]
+    values += [rng.uniform(-1.0, 1.0) for _ in range(20_000)]
+    for v in values:
+        assert struct.pack("<d", round4(v)) == struct.pack("<d", round(v, 4)), v
+    assert math.isnan(round4(float("nan")))

@@ -111,3 +111,14 @@ def test_structured_fields_are_redacted_like_text(redactor: Redactor) -> None:
     ticket = {"thread_ref": "zendesk:ticket:360001234567", "product": None, "tags": []}
     redactor.redact_fields(ticket, counts)
     assert ticket["thread_ref"] == "zendesk:ticket:360001234567"  # a ticket key made of digits stays
+
+
+def test_structured_fields_are_redacted_every_time_and_only_clean_values_are_remembered(
+        redactor: Redactor) -> None:
+    for _ in range(3):  # the same values again: a remembered clean value is kept, PII is found again
+        data = {"product": "headphones", "channel": "call +44 20 7946 0958", "tags": ["vip", "jane@example.com"]}
+        counts: dict[str, int] = {}
+        redactor.redact_fields(data, counts)
+        assert data == {"product": "headphones", "channel": "call [PHONE]", "tags": ["vip", "[EMAIL]"]}
+        assert counts == {"phone": 1, "email": 1}
+    assert redactor._clean == {"headphones", "vip"}
