@@ -109,9 +109,13 @@ def scopes(conn: Connection, latest: datetime) -> list[str]:
     return [OTHER, *sorted((busy | set(active_themes(conn))) - {OTHER})]
 
 
-def look(conn: Connection, scope: str, since: datetime) -> Seen:
-    """Read and cluster one scope's complaints since ``since`` (reads only)."""
+def look(conn: Connection, scope: str, since: datetime, watched: bool = True) -> Seen:
+    """Read and cluster one scope's complaints since ``since`` (reads only). Not clustered when nothing
+    could come of it: less than ``MIN_SPAN`` of history (nothing emerges) and no active theme incident
+    of the scope (``watched``: nothing to resolve) -- e.g. while a backfill is still arriving."""
     items = themes.other_complaints(conn, since, scope)
+    if not watched and (not items or items[-1][0] - items[0][0] < themes.MIN_SPAN):
+        return Seen(scope, items, [])
     return Seen(scope, items, themes.cluster(items))
 
 
@@ -218,8 +222,9 @@ def watch(conn: Connection, since: datetime, now: datetime) -> Watched:
     if latest is None:
         return out
     out.scopes = scopes(conn, latest)
+    watched = set(active_themes(conn))
     for scope in out.scopes:
-        out.add(judge(conn, look(conn, scope, since), now))
+        out.add(judge(conn, look(conn, scope, since, scope in watched), now))
     return out
 
 
@@ -236,10 +241,11 @@ def run_watch(engine: Engine, days: int = 28) -> Watched:
             return out
         since = latest - timedelta(days=days)
         out.scopes = scopes(conn, latest)
+        watched = set(active_themes(conn))
     now = datetime.now(UTC)
     for scope in out.scopes:
         with engine.connect() as conn:
-            seen = look(conn, scope, since)
+            seen = look(conn, scope, since, scope in watched)
         with engine.begin() as conn:
             out.add(judge(conn, seen, now))
     out.seconds = time.monotonic() - began
