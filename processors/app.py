@@ -42,8 +42,13 @@ def throughput_options(settings: ProcessorSettings) -> dict[str, Any]:
     and their handling cost more of the worker than the enrichment (``docs/performance.md``). A
     batch of the agent is awaited as a whole, so a few milliseconds of linger add no latency a
     record would not wait anyway, and every partition's records go in one request.
+
+    A poll hands faust at most one batch of records: faust's default (no limit) turned a fetch of a
+    deep backlog into tens of thousands of waiting Python objects on the embedded broker, which
+    ignores the per-partition fetch limit (+35-40 MB of the worker's RSS, ``tests/bench/memory_stage.py``).
     """
-    return {"producer_linger": settings.processor_linger_ms / 1000,
+    return {"broker_max_poll_records": settings.processor_batch,  # see below
+            "producer_linger": settings.processor_linger_ms / 1000,
             "producer_max_batch_size": settings.processor_produce_batch_bytes,
             "producer_max_request_size": max(1_000_000, settings.processor_produce_batch_bytes)}
 

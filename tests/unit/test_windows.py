@@ -275,3 +275,41 @@ def test_a_batch_of_observations_travels_in_few_messages_and_counts_like_single_
     close = 1_773_000_000.0 + 7 * 2500 + 2 * 86400
     by_id = {w.window_id: w.model_dump(exclude={"closed_at"}) for w in batched.force_watermark(close)}
     assert by_id and by_id == {w.window_id: w.model_dump(exclude={"closed_at"}) for w in single.force_watermark(close)}
+
+
+def test_a_backlog_in_few_messages_closes_its_windows_progressively_and_in_order() -> None:
+    """Messages that carry a whole batch each (a backlog of days) still move the watermark every
+    ADVANCE_EVERY observations, so the windows go out oldest first in many sends rather than weeks of
+    windows at once (the alert sink reads the signals topic's partitions in its own order)."""
+    import asyncio
+
+    from pipeline.topics import Topics
+    from processors.signals import agent
+
+    sent: list[list[SignalWindow]] = []
+
+    class Out:
+        async def send(self, key: bytes, value: bytes) -> asyncio.Future[None]:
+            sent[-1].append(SignalWindow.model_validate_json(value))
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+
+    class Runner(agent.WindowsRunner):
+        async def _emit(self, windows: list[SignalWindow]) -> None:
+            sent.append([])
+            await super()._emit(windows)
+
+    settings = SignalSettings(signal_window="1h", signal_slow_window="1d", signal_allowed_lateness="0s")
+    runner = Runner(settings, Topics("r", "e", "a", "d"), Out(), None)
+    agg = WindowAggregator(runner.specs, 0.0, 1)
+    obs = [Observation(feedback_id=f"b-{i}", event_time=1_773_000_000.0 + 36 * i, partition=0, label="negative",
+                       polarity=-0.5, nps_class=None, csat=None, scopes=(("overall", "all"), ("product", "gadget")))
+           for i in range(12_000)]  # 5 days, 100 an hour
+    messages = [(m, offset) for offset, m in enumerate(agent.observation_messages(obs))]
+    assert len(messages) == 12
+    assert asyncio.run(runner._feed(agg, messages)) is True
+    batches = [b for b in sent if b]
+    assert len(batches) >= 5  # every 2,000 observations, not once at the end
+    ends = [w.window_end for b in batches for w in b]
+    assert ends == sorted(ends) and len(ends) == len({w.window_id for b in batches for w in b})
