@@ -42,13 +42,8 @@ def throughput_options(settings: ProcessorSettings) -> dict[str, Any]:
     and their handling cost more of the worker than the enrichment (``docs/performance.md``). A
     batch of the agent is awaited as a whole, so a few milliseconds of linger add no latency a
     record would not wait anyway, and every partition's records go in one request.
-
-    A poll hands faust at most one batch of records: faust's default (no limit) turned a fetch of a
-    deep backlog into tens of thousands of waiting Python objects on the embedded broker, which
-    ignores the per-partition fetch limit (+35-40 MB of the worker's RSS, ``tests/bench/memory_stage.py``).
     """
-    return {"broker_max_poll_records": settings.processor_batch,  # see below
-            "producer_linger": settings.processor_linger_ms / 1000,
+    return {"producer_linger": settings.processor_linger_ms / 1000,
             "producer_max_batch_size": settings.processor_produce_batch_bytes,
             "producer_max_request_size": max(1_000_000, settings.processor_produce_batch_bytes)}
 
@@ -79,9 +74,9 @@ def create_app(settings: ProcessorSettings) -> faust.App:
                     key_serializer="raw", partitions=settings.topic_partitions)
 
     from processors.signals import register as register_signals  # degrading signals (issue 6)
-    from processors.signals.agent import observation_messages, observation_of
+    from processors.signals.agent import observation_of
     runner = register_signals(app, settings, topics)
-    observations = runner.observations
+    observed = runner.observations.get_topic_name()
 
     async def send(topic: str, key: bytes | None, value: bytes) -> Any:
         """Hand one message to the producer; the broker's acknowledgement is the returned future.
@@ -95,7 +90,7 @@ def create_app(settings: ProcessorSettings) -> faust.App:
     async def enrich(stream: Any) -> None:
         async for batch in stream.take_events(settings.processor_batch, within=0.05):
             started = time.perf_counter()
-            futures, observed = [], []
+            futures = []
             for event in batch:
                 out = process_record(event.value, event.message, enricher, recent, topics)
                 if out is None:
@@ -103,13 +98,12 @@ def create_app(settings: ProcessorSettings) -> faust.App:
                 kind, key, value, item = out
                 futures.append(await send(topics.enriched if kind == "enriched" else topics.dlq, key, value))
                 # The record's contribution to the signal windows, sent by this agent rather than by a
-                # second one reading feedback.enriched back (one topic hop and one parse less per record),
-                # and the batch's together: a message per batch, not per record.
+                # second one reading feedback.enriched back (one topic hop and one parse less per record).
+                # One message per record: a batch per message closed a backlog's windows in bursts the
+                # alert sink could judge out of order (docs/performance.md, 2026-12-08).
                 obs = observation_of(item, int(getattr(event.message, "partition", 0) or 0)) if item else None
                 if obs is not None:
-                    observed.append(obs)
-            for value in observation_messages(observed):
-                futures.append(await send(observations.get_topic_name(), b"observations", value))
+                    futures.append(await send(observed, key, obs.to_bytes()))
             # At-least-once: the batch's offsets are acked when the next batch is taken, so we
             # wait for the broker's acks of everything this batch produced first.
             if futures:

@@ -219,8 +219,15 @@ class WindowsRunner:
         consumer = self._consumer()
         await consumer.start()
         try:
-            await consumer.topics()  # refresh metadata
-            parts = consumer.partitions_for_topic(self.topics.raw)  # an observation's partition is raw's
+            parts = None  # an observation's partition is raw's; unknown, the watermark could pass a silent one
+            for _ in range(20):
+                await consumer.topics()  # refresh metadata
+                parts = consumer.partitions_for_topic(self.topics.raw)
+                if parts:
+                    break
+                await asyncio.sleep(0.5)
+            if not parts:
+                log.warning("raw topic's partitions unknown; the watermark follows the partitions seen so far")
             tp = TopicPartition(self.names.checkpoints, 0)
             consumer.assign([tp])
             end = (await consumer.end_offsets([tp]))[tp]

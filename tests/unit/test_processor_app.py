@@ -19,7 +19,6 @@ def test_the_producer_batches_as_the_settings_say(monkeypatch: pytest.MonkeyPatc
     assert app.conf.producer_linger == 0.007
     assert app.conf.producer_max_batch_size == 2_097_152
     assert app.conf.producer_max_request_size >= 2_097_152  # a batch must fit in a request
-    assert app.conf.broker_max_poll_records == 500  # a poll hands over at most one batch (memory)
     monkeypatch.delenv("FEEDBACK_PROCESSOR_LINGER_MS")
     monkeypatch.delenv("FEEDBACK_PROCESSOR_PRODUCE_BATCH_BYTES")
     defaults = create_app(load(ProcessorSettings))
