@@ -226,9 +226,15 @@ def test_two_weeks_one_incident_driven_by_delivery_delivered_and_resolved(
         mails = wait_for(lambda: [m for m in box.messages if m["X-Feedback-Incident-Id"] == iid], 30, what="mail")
         assert notified([m["Subject"].split("]")[1].strip(" [") for m in mails])
         assert "incident category=delivery" in mails[0]["Subject"]
-        with engine.connect() as conn:
-            examples = conn.execute(text("SELECT examples FROM incidents")).scalar_one()
-        examples = json.loads(examples) if isinstance(examples, str) else examples
+
+        def stored_examples() -> list[str]:
+            with engine.connect() as conn:
+                found = conn.execute(text("SELECT examples FROM incidents")).scalar_one()
+            return list(json.loads(found) if isinstance(found, str) else found or [])
+
+        # the alert sink fills the examples every 10 s once the warehouse holds the comments (it can judge
+        # the windows before the warehouse sink has stored them: incidents.fill_missing_examples)
+        examples = wait_for(stored_examples, 60, what="the incident's examples")
         assert examples and set(examples) <= set(NEGATIVE_DELIVERY), examples
 
         # every alert event and every incident event is on feedback.alerts too
